@@ -1,0 +1,11 @@
+"""Import every domain's models so that ``Base.metadata`` knows all tables.
+
+Alembic's ``env.py`` and the schema drift test import this module.
+"""
+
+from fetlock.audit import models as audit_models
+from fetlock.auth import models as auth_models
+from fetlock.db import counters
+from fetlock.practice import models as practice_models
+
+__all__ = ["counters", "audit_models", "auth_models", "practice_models"]

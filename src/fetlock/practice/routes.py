@@ -1,0 +1,5 @@
+"""Practice pages and JSON API: clients, horses, ownership, visits, notes."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,63 @@
+"""``fetlock serve``: the web app, the DICOM service and the job worker."""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import uvicorn
+
+from fetlock import __version__
+from fetlock.config import Settings
+from fetlock.db.session import Database
+
+logger = logging.getLogger(__name__)
+
+
+class BackgroundService(Protocol):
+    """A listener or worker that runs beside the web app in one process."""
+
+    name: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def build_background_services(
+    settings: Settings, database: Database
+) -> list[BackgroundService]:
+    """Return the services ``serve`` starts besides the web listener."""
+    services: list[BackgroundService] = []
+    return services
+
+
+def run_server(settings: Settings) -> None:
+    """Start every listener and block until interrupted (SIGINT or SIGTERM)."""
+    from fetlock.web.app import create_app
+
+    logger.info("Fetlock %s starting", __version__)
+    logger.info("effective settings: %s", settings.masked())
+    database = Database(settings.effective_database_url)
+    services = build_background_services(settings, database)
+    for service in services:
+        service.start()
+        logger.info("started %s", service.name)
+
+    app = create_app(settings, database)
+    logger.info("web listener on http://%s:%d", settings.http_host, settings.http_port)
+    try:
+        # uvicorn handles SIGINT and SIGTERM and returns after a clean shutdown.
+        uvicorn.run(
+            app,
+            host=settings.http_host,
+            port=settings.http_port,
+            log_level="warning",
+            access_log=False,
+        )
+    finally:
+        for service in reversed(services):
+            service.stop()
+            logger.info("stopped %s", service.name)
+        database.dispose()
+        logger.info("Fetlock stopped")

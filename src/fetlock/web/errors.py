@@ -1,0 +1,83 @@
+"""Error responses that name the field, the value and the fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fetlock.auth.deps import LoginRequired
+
+
+class DomainError(Exception):
+    """A rule of the practice was broken; ``status_code`` picks the 4xx.
+
+    ``field`` and ``value`` name the input at fault where there is one.
+    """
+
+    status_code = 422
+
+    def __init__(
+        self, message: str, *, field: str | None = None, value: Any = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.value = value
+
+
+class NotFound(DomainError):
+    status_code = 404
+
+
+class Conflict(DomainError):
+    status_code = 409
+
+
+def _describe_validation_error(error: dict[str, Any]) -> dict[str, Any]:
+    location = [str(part) for part in error.get("loc", ()) if part != "body"]
+    field = ".".join(location) or "body"
+    value = error.get("input")
+    message = f"{field}: {error.get('msg', 'invalid value')}"
+    if value is not None and not isinstance(value, dict | list):
+        message += f" (got {value!r})"
+    return {
+        "field": field,
+        "value": value if not isinstance(value, dict) else None,
+        "message": message,
+    }
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LoginRequired)
+    async def _login_required(request: Request, _exc: LoginRequired) -> Response:
+        target = request.url.path
+        if request.url.query:
+            target += "?" + request.url.query
+        return RedirectResponse(f"/login?next={target}", status_code=303)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        errors = [_describe_validation_error(dict(e)) for e in exc.errors()]
+        return JSONResponse(
+            {"detail": "; ".join(e["message"] for e in errors), "errors": errors},
+            status_code=422,
+        )
+
+    @app.exception_handler(DomainError)
+    async def _domain(request: Request, exc: DomainError) -> Response:
+        body: dict[str, Any] = {"detail": exc.message}
+        if exc.field is not None:
+            body["errors"] = [
+                {"field": exc.field, "value": exc.value, "message": exc.message}
+            ]
+        return JSONResponse(body, status_code=exc.status_code)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )

@@ -1,0 +1,23 @@
+// Fragments marked data-refresh="URL" are re-fetched every few seconds, so a
+// chart shows new orders, worklist states and studies without a page reload.
+(function () {
+  "use strict";
+  var PERIOD_MS = 2000;
+
+  function refresh(element) {
+    var url = element.getAttribute("data-refresh");
+    fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+      .then(function (response) { return response.ok ? response.text() : null; })
+      .then(function (html) {
+        if (html !== null && html !== element.innerHTML) { element.innerHTML = html; }
+      })
+      .catch(function () { /* offline: keep what is shown */ });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var elements = document.querySelectorAll("[data-refresh]");
+    elements.forEach(function (element) {
+      setInterval(function () { refresh(element); }, PERIOD_MS);
+    });
+  });
+})();
