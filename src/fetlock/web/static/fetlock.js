@@ -1,5 +1,6 @@
-// Fragments marked data-refresh="URL" are re-fetched every few seconds, so a
-// chart shows new orders, worklist states and studies without a page reload.
+// Fragments marked data-refresh="URL" are fetched when the page loads and again
+// every two seconds, so a chart shows new orders, worklist states and studies
+// without a page reload.
 (function () {
   "use strict";
   var PERIOD_MS = 2000;
@@ -17,6 +18,7 @@
   document.addEventListener("DOMContentLoaded", function () {
     var elements = document.querySelectorAll("[data-refresh]");
     elements.forEach(function (element) {
+      refresh(element);
       setInterval(function () { refresh(element); }, PERIOD_MS);
     });
   });
