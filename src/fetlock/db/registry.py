@@ -6,6 +6,13 @@ Alembic's ``env.py`` and the schema drift test import this module.
 from fetlock.audit import models as audit_models
 from fetlock.auth import models as auth_models
 from fetlock.db import counters
+from fetlock.imaging import models as imaging_models
 from fetlock.practice import models as practice_models
 
-__all__ = ["counters", "audit_models", "auth_models", "practice_models"]
+__all__ = [
+    "counters",
+    "audit_models",
+    "auth_models",
+    "imaging_models",
+    "practice_models",
+]
