@@ -1,8 +1,8 @@
 """Authentication and role checks for routes.
 
-Every route depends on ``require_roles(...)``; a browser gets a login redirect
-when not logged in, an API caller gets 401, and a logged-in user without the
-role gets 403 and an audit event.
+Every route depends on ``require_roles(...)``. A browser that is not logged in
+is redirected to the login page and an API caller gets 401. A logged-in user
+without the role gets 403, and the refusal is written to the audit trail.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ CSRF_FORM_FIELD = "csrf_token"
 
 
 class LoginRequired(Exception):
-    """Raised for a page request with no valid session; answered by a redirect."""
+    """Raised for a page request with no valid session; the app redirects to login."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Import every domain's models so that ``Base.metadata`` knows all tables.
+"""Import every domain's models so that ``Base.metadata`` contains every table.
 
 Alembic's ``env.py`` and the schema drift test import this module.
 """
