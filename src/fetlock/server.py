@@ -29,6 +29,10 @@ def build_background_services(
 ) -> list[BackgroundService]:
     """Return the services ``serve`` starts besides the web listener."""
     services: list[BackgroundService] = []
+    if settings.dicom_enabled:
+        from fetlock.dicom.server import DicomService
+
+        services.append(DicomService(settings, database))
     return services
 
 
