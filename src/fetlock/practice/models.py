@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import unicodedata
+from typing import Any
 
-from sqlalchemy import Date, ForeignKey, Integer, String, Text
+from sqlalchemy import Date, ForeignKey, Integer, String, Text, event
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from fetlock.db.base import Base, UTCDateTime, utcnow
 
 # Ownership shares are stored in hundredths of a percent: 10000 is 100 %.
 FULL_SHARE = 10_000
+
+
+def fold(text: str | None) -> str:
+    """Return ``text`` lower-cased with accents removed ("Müller" -> "muller").
+
+    Search keys are stored folded, so a plain ``LIKE`` on a folded query finds
+    "Muller" and "Müller" alike on every database.
+    """
+    if not text:
+        return ""
+    decomposed = unicodedata.normalize("NFKD", text)
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(bare.casefold().split())
 
 
 class ClientKind(enum.StrEnum):
@@ -66,6 +81,10 @@ class Client(Base):
     postcode: Mapped[str | None] = mapped_column(String(20))
     country: Mapped[str | None] = mapped_column(String(100))
     notes: Mapped[str | None] = mapped_column(Text)
+    # Folded names for accent-insensitive search; kept current on every flush.
+    search_key: Mapped[str] = mapped_column(
+        String(400), default="", server_default="", index=True
+    )
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     @property
@@ -105,6 +124,10 @@ class Horse(Base):
     registry_name: Mapped[str | None] = mapped_column(String(100))
     registry_number: Mapped[str | None] = mapped_column(String(64))
     notes: Mapped[str | None] = mapped_column(Text)
+    # Folded barn and registered names for accent-insensitive search.
+    search_key: Mapped[str] = mapped_column(
+        String(400), default="", server_default="", index=True
+    )
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     ownerships: Mapped[list[Ownership]] = relationship(
@@ -181,3 +204,17 @@ class SoapNote(Base):
     content_sha256: Mapped[str | None] = mapped_column(String(64))
 
     visit: Mapped[Visit] = relationship(back_populates="notes")
+
+
+@event.listens_for(Client, "before_insert")
+@event.listens_for(Client, "before_update")
+def _client_search_key(_mapper: Any, _connection: Any, client: Client) -> None:
+    names = [client.given_name, client.family_name, client.organisation_name]
+    client.search_key = fold(" ".join(n for n in names if n))[:400]
+
+
+@event.listens_for(Horse, "before_insert")
+@event.listens_for(Horse, "before_update")
+def _horse_search_key(_mapper: Any, _connection: Any, horse: Horse) -> None:
+    names = [horse.barn_name, horse.registered_name]
+    horse.search_key = fold(" ".join(n for n in names if n))[:400]

@@ -11,11 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from fetlock.audit import service as audit
@@ -33,6 +32,7 @@ from fetlock.practice.models import (
     Species,
     Visit,
     VisitKind,
+    fold,
 )
 from fetlock.web.errors import Conflict, DomainError, NotFound
 
@@ -41,29 +41,6 @@ PATIENT_ID_COUNTER = "horse.patient_id"
 PATIENT_ID_FORMAT = "FL{:06d}"
 
 SOAP_FIELDS = ("subjective", "objective", "assessment", "plan")
-
-
-# --------------------------------------------------------------------------
-# Text folding for search
-# --------------------------------------------------------------------------
-
-
-def fold(text: str | None) -> str:
-    """Return ``text`` lower-cased with accents removed ("Müller" -> "muller").
-
-    Search keys are stored folded, so a plain ``LIKE`` finds "Muller" and
-    "Müller" alike on every database.
-    """
-    if not text:
-        return ""
-    decomposed = unicodedata.normalize("NFKD", text)
-    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return " ".join(bare.casefold().replace("ß", "ss").split())
-
-
-def _like_pattern(term: str) -> str:
-    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 # --------------------------------------------------------------------------
@@ -120,6 +97,85 @@ def get_note(db_session: Session, note_id: int) -> SoapNote:
             f"SOAP note {note_id} does not exist", field="note_id", value=note_id
         )
     return note
+
+
+# --------------------------------------------------------------------------
+# Search
+# --------------------------------------------------------------------------
+
+
+def _like(term: str) -> str:
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def search_horses(db_session: Session, query: str, *, limit: int = 50) -> list[Horse]:
+    """Horses matching every word of ``query``, by barn or registered name.
+
+    A word also matches an owner's name (any owner, past or present), the
+    Patient ID, the microchip number or the UELN. Names match accent- and
+    case-insensitively. An empty query lists horses by barn name.
+    """
+    statement = select(Horse)
+    for term in fold(query).split():
+        pattern = _like(term)
+        owner_match = (
+            select(Ownership.id)
+            .join(Client, Client.id == Ownership.client_id)
+            .where(
+                Ownership.horse_id == Horse.id,
+                Client.search_key.like(pattern, escape="\\"),
+            )
+            .exists()
+        )
+        statement = statement.where(
+            or_(
+                Horse.search_key.like(pattern, escape="\\"),
+                func.lower(Horse.patient_id).like(pattern, escape="\\"),
+                func.lower(Horse.microchip).like(pattern, escape="\\"),
+                func.lower(Horse.ueln).like(pattern, escape="\\"),
+                owner_match,
+            )
+        )
+    statement = statement.order_by(Horse.search_key, Horse.id).limit(limit)
+    return list(db_session.execute(statement).scalars())
+
+
+def search_clients(db_session: Session, query: str, *, limit: int = 50) -> list[Client]:
+    """Clients whose names contain every word of ``query`` (accents ignored).
+
+    A word also matches the e-mail address, telephone number or postcode.
+    """
+    statement = select(Client)
+    for term in fold(query).split():
+        pattern = _like(term)
+        statement = statement.where(
+            or_(
+                Client.search_key.like(pattern, escape="\\"),
+                func.lower(Client.email).like(pattern, escape="\\"),
+                func.lower(Client.phone).like(pattern, escape="\\"),
+                func.lower(Client.postcode).like(pattern, escape="\\"),
+            )
+        )
+    statement = statement.order_by(Client.search_key, Client.id).limit(limit)
+    return list(db_session.execute(statement).scalars())
+
+
+def horses_of_client(
+    db_session: Session, client: Client, day: dt.date
+) -> list[tuple[Horse, int]]:
+    """Horses ``client`` owns a share of on ``day``, with the share."""
+    rows = db_session.execute(
+        select(Horse, Ownership.share)
+        .join(Ownership, Ownership.horse_id == Horse.id)
+        .where(
+            Ownership.client_id == client.id,
+            Ownership.effective_from <= day,
+            or_(Ownership.effective_to.is_(None), Ownership.effective_to > day),
+        )
+        .order_by(Horse.search_key, Horse.id)
+    ).all()
+    return [(horse, share) for horse, share in rows]
 
 
 # --------------------------------------------------------------------------
