@@ -99,8 +99,13 @@ def _audit_denied(
         )
 
 
-def require_roles(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
+def require_roles(
+    *roles: Role, admins: bool = True
+) -> Callable[..., Coroutine[Any, Any, Principal]]:
     """Return a dependency admitting admins and the given roles only.
+
+    ``admins=False`` admits the given roles only, for acts such as signing a
+    clinical note that an administrator account must not perform.
 
     Unsafe methods from a cookie session must carry the session's CSRF token in
     the ``X-CSRF-Token`` header or the ``csrf_token`` form field.
@@ -109,7 +114,10 @@ def require_roles(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]
     async def dependency(
         request: Request, principal: Principal = Depends(get_principal)
     ) -> Principal:
-        if not principal.has_role(*roles):
+        allowed = (
+            principal.has_role(*roles) if admins else principal.user.role_enum in roles
+        )
+        if not allowed:
             _audit_denied(request, principal, roles)
             names = ", ".join(r.value for r in roles) or "admin"
             raise HTTPException(
