@@ -7,6 +7,8 @@ from fetlock.audit import models as audit_models
 from fetlock.auth import models as auth_models
 from fetlock.db import counters
 from fetlock.imaging import models as imaging_models
+from fetlock.imaging import study_models as imaging_study_models
+from fetlock.jobs import models as jobs_models
 from fetlock.practice import models as practice_models
 
 __all__ = [
@@ -14,5 +16,7 @@ __all__ = [
     "audit_models",
     "auth_models",
     "imaging_models",
+    "imaging_study_models",
+    "jobs_models",
     "practice_models",
 ]
