@@ -255,7 +255,7 @@ def decode_frame(source: RenderSource, frame: int = 0) -> np.ndarray:
             f"frame index {frame} is out of range; this object has {frames} "
             f"frame(s), so use 0 to {frames - 1}"
         )
-    return _decode(source, frame)
+    return _decode(source, header, frame)
 
 
 # -- reading ------------------------------------------------------------------
@@ -284,10 +284,6 @@ def _read_full(source: str | os.PathLike[str] | BinaryIO) -> Dataset:
         f.seek(0)
         return dcmread(f, force=True)
     return dcmread(Path(source), force=True)
-
-
-def _is_deflated(source: str | os.PathLike[str] | BinaryIO) -> bool:
-    return _transfer_syntax(_read_header(source)) == DeflatedExplicitVRLittleEndian
 
 
 def _transfer_syntax(header: Dataset) -> UID | None:
@@ -319,12 +315,12 @@ def _frame_count(header: Dataset) -> int:
         return 1
 
 
-def _decode(source: RenderSource, index: int) -> np.ndarray:
+def _decode(source: RenderSource, header: Dataset, index: int) -> np.ndarray:
     """Decode one frame, reading only that frame from a file source."""
     try:
         if isinstance(source, Dataset):
             return pixel_array(source, index=index)
-        if _is_deflated(source):
+        if _transfer_syntax(header) == DeflatedExplicitVRLittleEndian:
             # pydicom's frame reader cannot seek inside a deflated stream;
             #   these files are rare and small, so inflate the whole dataset.
             return pixel_array(_read_full(source), index=index)
@@ -344,7 +340,7 @@ def _decode(source: RenderSource, index: int) -> np.ndarray:
 def _render_image(
     source: RenderSource, header: Dataset, index: int, window: WindowChoice
 ) -> Image.Image:
-    arr = _decode(source, index)
+    arr = _decode(source, header, index)
     samples = int(header.get("SamplesPerPixel") or 1)
     photometric = str(header.get("PhotometricInterpretation", "MONOCHROME2"))
 
