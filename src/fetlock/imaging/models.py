@@ -47,12 +47,14 @@ class OrderStatus(enum.StrEnum):
 
     ``scheduled`` -> ``in_progress`` -> ``completed``; ``discontinued`` when the
     modality stops a started step; ``cancelled`` when the practice withdraws
-    the order before acquisition.
+    the order before acquisition. ``reported`` once a final report on the
+    order's study is signed (set by ``fetlock.reporting``).
     """
 
     SCHEDULED = "scheduled"
     IN_PROGRESS = "in_progress"
     COMPLETED = "completed"
+    REPORTED = "reported"
     DISCONTINUED = "discontinued"
     CANCELLED = "cancelled"
 
