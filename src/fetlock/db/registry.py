@@ -5,6 +5,7 @@ Alembic's ``env.py`` and the schema drift test import this module.
 
 from fetlock.audit import models as audit_models
 from fetlock.auth import models as auth_models
+from fetlock.billing import models as billing_models
 from fetlock.db import counters
 from fetlock.imaging import models as imaging_models
 from fetlock.imaging import study_models as imaging_study_models
@@ -15,6 +16,7 @@ __all__ = [
     "counters",
     "audit_models",
     "auth_models",
+    "billing_models",
     "imaging_models",
     "imaging_study_models",
     "jobs_models",

@@ -1,0 +1,1294 @@
+"""Charges and invoices: post, reverse and waive charges; split and invoice them.
+
+Every function takes the caller's ``db_session`` and leaves committing to the
+caller, so a charge and the order change that caused it share one transaction:
+if anything fails (an unknown fee code, owners' shares that do not add up to
+100 %), nothing of it is saved.
+
+Splitting is per charge line: each line's amount and tax are split between the
+owners in force on the line's service date by the largest-remainder method, so
+the owners' parts of every line add up to the line, and therefore the owners'
+invoice totals add up to the visit's charges, tax included.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import exists, or_, select
+from sqlalchemy.orm import Session
+
+from fetlock.audit import service as audit
+from fetlock.billing import fees
+from fetlock.billing.models import (
+    CREDIT_KINDS,
+    Charge,
+    ChargeKind,
+    ExtraViewsPolicy,
+    FeeItem,
+    Invoice,
+    InvoiceKind,
+    InvoiceLine,
+    InvoiceStatus,
+)
+from fetlock.billing.split import split_amount
+from fetlock.config import Settings, get_settings
+from fetlock.db.base import utcnow
+from fetlock.db.counters import next_value
+from fetlock.imaging.models import ImagingOrder
+from fetlock.imaging.study_models import Instance, Study
+from fetlock.practice.models import FULL_SHARE, Client, Horse, Visit
+from fetlock.practice.service import owners_on
+from fetlock.web.errors import Conflict, DomainError, NotFound
+
+logger = logging.getLogger(__name__)
+
+# Counter names and number formats of issued documents.
+INVOICE_COUNTER = "billing.invoice"
+CREDIT_NOTE_COUNTER = "billing.credit_note"
+INVOICE_NUMBER_FORMAT = "INV-{:06d}"
+CREDIT_NOTE_NUMBER_FORMAT = "CN-{:06d}"
+
+DESCRIPTION_MAX = 200
+
+# Service kinds an order posts; extra views are tracked apart.
+ORDER_KINDS = (ChargeKind.PROCEDURE, ChargeKind.VIEWS)
+
+
+def _settings(settings: Settings | None) -> Settings:
+    return settings or get_settings()
+
+
+def _percent(share: int) -> str:
+    whole, frac = divmod(share, 100)
+    return f"{whole} %" if frac == 0 else f"{whole}.{frac:02d} %"
+
+
+def tax_on(amount: int, rate: int) -> int:
+    """Tax on ``amount`` at ``rate`` hundredths of a percent, rounded half up.
+
+    A negative amount gets the negated tax of its absolute value, so a credit
+    cancels its charge's tax exactly.
+    """
+    if amount < 0:
+        return -tax_on(-amount, rate)
+    return (amount * rate + fees.MAX_TAX_RATE // 2) // fees.MAX_TAX_RATE
+
+
+def local_date(moment: dt.datetime, settings: Settings | None = None) -> dt.date:
+    """The calendar date of ``moment`` in the practice's time zone."""
+    return moment.astimezone(_settings(settings).zone).date()
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= DESCRIPTION_MAX else text[: DESCRIPTION_MAX - 1] + "…"
+
+
+# --------------------------------------------------------------------------
+# Posting, reversing and waiving charges
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LineSpec:
+    """A charge line to post: what it is for and its price."""
+
+    kind: ChargeKind
+    fee_code: str
+    description: str
+    quantity: int
+    unit_price: int
+    tax_rate: int
+
+    @property
+    def amount(self) -> int:
+        return self.quantity * self.unit_price
+
+
+def post_charge(
+    db_session: Session,
+    actor: audit.Actor,
+    visit: Visit,
+    spec: LineSpec,
+    *,
+    service_date: dt.date,
+    order_id: int | None = None,
+    study_id: int | None = None,
+    reason: str | None = None,
+) -> Charge:
+    """Post one service line to ``visit``. Invoices are not touched here."""
+    if spec.quantity <= 0:
+        raise DomainError(
+            f"quantity {spec.quantity} of {spec.fee_code!r} must be at least 1",
+            field="quantity",
+            value=spec.quantity,
+        )
+    charge = Charge(
+        visit_id=visit.id,
+        horse_id=visit.horse_id,
+        order_id=order_id,
+        study_id=study_id,
+        kind=spec.kind.value,
+        fee_code=spec.fee_code,
+        description=_clip(spec.description),
+        quantity=spec.quantity,
+        unit_price=spec.unit_price,
+        amount=spec.amount,
+        tax_rate=spec.tax_rate,
+        tax_amount=tax_on(spec.amount, spec.tax_rate),
+        service_date=service_date,
+        reason=reason,
+        created_at=utcnow(),
+        created_by_id=actor.user_id,
+    )
+    db_session.add(charge)
+    db_session.flush()
+    audit.record(
+        db_session,
+        actor,
+        "charge.post",
+        "charge",
+        charge.id,
+        horse_id=visit.horse_id,
+        detail={
+            "visit_id": visit.id,
+            "order_id": order_id,
+            "study_id": study_id,
+            "kind": charge.kind,
+            "fee_code": charge.fee_code,
+            "quantity": charge.quantity,
+            "amount": charge.amount,
+            "tax_amount": charge.tax_amount,
+        },
+    )
+    return charge
+
+
+def credit_charge(
+    db_session: Session,
+    actor: audit.Actor,
+    charge: Charge,
+    *,
+    kind: ChargeKind,
+    reason: str,
+) -> Charge:
+    """Post a reversal or waiver line that cancels ``charge`` exactly."""
+    if kind not in CREDIT_KINDS:
+        raise ValueError(f"{kind!r} is not a credit kind")
+    if charge.is_credit:
+        raise Conflict(
+            f"charge {charge.id} is itself a {charge.kind}; it cannot be credited",
+            field="charge_id",
+            value=charge.id,
+        )
+    if credit_of(db_session, charge) is not None:
+        raise Conflict(
+            f"charge {charge.id} has already been reversed or waived",
+            field="charge_id",
+            value=charge.id,
+        )
+    label = "Reversal" if kind == ChargeKind.REVERSAL else "Waived"
+    credit = Charge(
+        visit_id=charge.visit_id,
+        horse_id=charge.horse_id,
+        order_id=charge.order_id,
+        study_id=charge.study_id,
+        reverses_id=charge.id,
+        kind=kind.value,
+        fee_code=charge.fee_code,
+        description=_clip(f"{label}: {charge.description}"),
+        quantity=charge.quantity,
+        unit_price=-charge.unit_price,
+        amount=-charge.amount,
+        tax_rate=charge.tax_rate,
+        tax_amount=-charge.tax_amount,
+        service_date=charge.service_date,
+        reason=reason,
+        created_at=utcnow(),
+        created_by_id=actor.user_id,
+    )
+    db_session.add(credit)
+    db_session.flush()
+    audit.record(
+        db_session,
+        actor,
+        f"charge.{kind.value}",
+        "charge",
+        credit.id,
+        horse_id=charge.horse_id,
+        detail={
+            "credits_charge_id": charge.id,
+            "order_id": charge.order_id,
+            "amount": credit.amount,
+            "reason": reason,
+        },
+    )
+    return credit
+
+
+def credit_of(db_session: Session, charge: Charge) -> Charge | None:
+    """The reversal or waiver line cancelling ``charge``, if any."""
+    return db_session.execute(
+        select(Charge).where(Charge.reverses_id == charge.id)
+    ).scalar_one_or_none()
+
+
+def active_charges(
+    db_session: Session,
+    *,
+    order_id: int | None = None,
+    study_id: int | None = None,
+    kinds: Iterable[ChargeKind] | None = None,
+) -> list[Charge]:
+    """Service lines of an order or a study that nothing has cancelled."""
+    credit = Charge.__table__.alias("credit")
+    query = select(Charge).where(
+        Charge.kind.not_in([k.value for k in CREDIT_KINDS]),
+        ~exists().where(credit.c.reverses_id == Charge.id),
+    )
+    if order_id is not None:
+        query = query.where(Charge.order_id == order_id)
+    if study_id is not None:
+        query = query.where(Charge.study_id == study_id)
+    if kinds is not None:
+        query = query.where(Charge.kind.in_([k.value for k in kinds]))
+    return list(db_session.execute(query.order_by(Charge.id)).scalars())
+
+
+def charges_for_order(db_session: Session, order_id: int) -> list[Charge]:
+    return list(
+        db_session.execute(
+            select(Charge).where(Charge.order_id == order_id).order_by(Charge.id)
+        ).scalars()
+    )
+
+
+def charges_for_visit(db_session: Session, visit_id: int) -> list[Charge]:
+    return list(
+        db_session.execute(
+            select(Charge).where(Charge.visit_id == visit_id).order_by(Charge.id)
+        ).scalars()
+    )
+
+
+def get_charge(db_session: Session, charge_id: int) -> Charge:
+    charge = db_session.get(Charge, charge_id)
+    if charge is None:
+        raise NotFound(
+            f"charge {charge_id} does not exist", field="charge_id", value=charge_id
+        )
+    return charge
+
+
+# --------------------------------------------------------------------------
+# Imaging orders
+# --------------------------------------------------------------------------
+
+
+def order_service_date(
+    order: ImagingOrder, settings: Settings | None = None
+) -> dt.date:
+    """The date an order's service is performed: its scheduled start, locally."""
+    return local_date(order.scheduled_start or order.created_at or utcnow(), settings)
+
+
+def views_fee(db_session: Session, order: ImagingOrder, base: FeeItem) -> FeeItem:
+    """The fee item that prices an order's views.
+
+    The procedure's ``per_view_fee_code`` when it has one (its unit price is
+    the price of a view), else the base item (its view price).
+    """
+    code = order.procedure.per_view_fee_code
+    if code:
+        return fees.fee_for_charge(
+            db_session, code, field="procedure.per_view_fee_code"
+        )
+    return base
+
+
+def _view_unit_price(base: FeeItem, view_item: FeeItem) -> int:
+    return view_item.unit_price if view_item is not base else base.view_price
+
+
+def order_lines(db_session: Session, order: ImagingOrder) -> list[LineSpec]:
+    """The lines an order is charged: the base fee, then the views it bills."""
+    base = fees.fee_for_charge(
+        db_session, order.procedure.fee_code, field="procedure.fee_code"
+    )
+    lines = [
+        LineSpec(
+            kind=ChargeKind.PROCEDURE,
+            fee_code=base.code,
+            description=f"{base.description} (accession {order.accession_number})",
+            quantity=1,
+            unit_price=base.unit_price,
+            tax_rate=base.tax_rate,
+        )
+    ]
+    view_item = views_fee(db_session, order, base)
+    unit = _view_unit_price(base, view_item)
+    billed_views = len(order.views) - base.included_views
+    if billed_views > 0 and unit > 0:
+        codes = ", ".join(view.code for view in order.views)
+        included = f", {base.included_views} included" if base.included_views else ""
+        lines.append(
+            LineSpec(
+                kind=ChargeKind.VIEWS,
+                fee_code=view_item.code,
+                description=f"Views: {codes}{included}",
+                quantity=billed_views,
+                unit_price=unit,
+                tax_rate=view_item.tax_rate,
+            )
+        )
+    return lines
+
+
+def post_order_charges(
+    db_session: Session,
+    actor: audit.Actor,
+    order: ImagingOrder,
+    *,
+    settings: Settings | None = None,
+) -> list[Charge]:
+    """Post an order's charge lines to its visit and refresh its invoices."""
+    visit = _visit(db_session, order.visit_id)
+    day = order_service_date(order, settings)
+    posted = [
+        post_charge(db_session, actor, visit, spec, service_date=day, order_id=order.id)
+        for spec in order_lines(db_session, order)
+    ]
+    sync_visit_invoices(db_session, actor, visit, settings=settings)
+    return posted
+
+
+def reprice_order(
+    db_session: Session,
+    actor: audit.Actor,
+    order: ImagingOrder,
+    *,
+    settings: Settings | None = None,
+) -> tuple[list[Charge], list[Charge]]:
+    """Bring an order's charges in line with its procedure and views.
+
+    A line that no longer matches is reversed in full and the new line posted,
+    so the chart shows what changed. Return ``(credits, posted)``.
+    """
+    wanted = order_lines(db_session, order)
+    active = active_charges(db_session, order_id=order.id, kinds=ORDER_KINDS)
+    unmatched_active = list(active)
+    missing: list[LineSpec] = []
+    for spec in wanted:
+        match = next(
+            (
+                c
+                for c in unmatched_active
+                if (c.kind, c.fee_code, c.quantity)
+                == (spec.kind.value, spec.fee_code, spec.quantity)
+            ),
+            None,
+        )
+        if match is None:
+            missing.append(spec)
+        else:
+            unmatched_active.remove(match)
+    if not missing and not unmatched_active:
+        return [], []
+
+    visit = _visit(db_session, order.visit_id)
+    credits = [
+        credit_charge(
+            db_session,
+            actor,
+            charge,
+            kind=ChargeKind.REVERSAL,
+            reason="order changed before acquisition",
+        )
+        for charge in unmatched_active
+    ]
+    day = order_service_date(order, settings)
+    posted = [
+        post_charge(db_session, actor, visit, spec, service_date=day, order_id=order.id)
+        for spec in missing
+    ]
+    sync_visit_invoices(db_session, actor, visit, settings=settings)
+    return credits, posted
+
+
+def order_has_images(db_session: Session, order_id: int) -> bool:
+    """True once any instance of a study linked to the order is stored."""
+    return bool(
+        db_session.execute(
+            select(
+                exists()
+                .where(Instance.study_id == Study.id)
+                .where(Study.order_id == order_id)
+            )
+        ).scalar()
+    )
+
+
+def images_received(db_session: Session, order_id: int) -> int:
+    """Image instances (views) received in the studies linked to an order."""
+    rows = db_session.execute(
+        select(Instance.rows, Instance.columns)
+        .join(Study, Study.id == Instance.study_id)
+        .where(Study.order_id == order_id)
+    ).all()
+    return sum(1 for rows_, columns in rows if rows_ and columns)
+
+
+def cancel_order_charges(
+    db_session: Session,
+    actor: audit.Actor,
+    order: ImagingOrder,
+    *,
+    settings: Settings | None = None,
+) -> list[Charge]:
+    """Reverse an order's charges, unless images exist; return the credits.
+
+    Once images exist the charge stays: the service was performed. The
+    cancellation must then carry a reason, and only a waiver by reception or
+    an administrator removes the charge.
+    """
+    reason = (order.cancel_reason or "").strip()
+    if order_has_images(db_session, order.id):
+        if not reason:
+            raise DomainError(
+                f"order {order.accession_number} already has images, so "
+                "cancelling it needs a reason; give cancel_reason (the charge "
+                "stays unless reception waives it)",
+                field="cancel_reason",
+                value=order.cancel_reason,
+            )
+        audit.record(
+            db_session,
+            actor,
+            "charge.keep",
+            "imaging_order",
+            order.id,
+            horse_id=order.horse_id,
+            detail={
+                "accession_number": order.accession_number,
+                "reason": reason,
+                "charges": [
+                    c.id for c in active_charges(db_session, order_id=order.id)
+                ],
+            },
+        )
+        return []
+
+    credits = [
+        credit_charge(
+            db_session,
+            actor,
+            charge,
+            kind=ChargeKind.REVERSAL,
+            reason=f"order cancelled before acquisition: {reason}"
+            if reason
+            else "order cancelled before acquisition",
+        )
+        for charge in active_charges(db_session, order_id=order.id)
+    ]
+    if credits:
+        sync_visit_invoices(
+            db_session, actor, _visit(db_session, order.visit_id), settings=settings
+        )
+    return credits
+
+
+def waive_order(
+    db_session: Session,
+    actor: audit.Actor,
+    order: ImagingOrder,
+    *,
+    reason: str,
+    settings: Settings | None = None,
+) -> list[Charge]:
+    """Waive every live charge of an order (reception or admin decide)."""
+    reason = reason.strip()
+    if not reason:
+        raise DomainError(
+            "a waiver needs a reason; say why the practice will not charge",
+            field="reason",
+            value=reason,
+        )
+    charges = active_charges(db_session, order_id=order.id)
+    if not charges:
+        raise Conflict(
+            f"order {order.accession_number} has no charge left to waive",
+            field="order_id",
+            value=order.id,
+        )
+    credits = [
+        credit_charge(db_session, actor, c, kind=ChargeKind.WAIVER, reason=reason)
+        for c in charges
+    ]
+    sync_visit_invoices(
+        db_session, actor, _visit(db_session, order.visit_id), settings=settings
+    )
+    return credits
+
+
+@dataclass(frozen=True)
+class ViewCount:
+    """Views ordered, received and charged beyond the order, for one order."""
+
+    ordered: int
+    received: int
+    charged_extra: int
+
+    @property
+    def uncharged(self) -> int:
+        return max(0, self.received - self.ordered - self.charged_extra)
+
+
+def view_count(db_session: Session, order: ImagingOrder) -> ViewCount:
+    extra = active_charges(
+        db_session, order_id=order.id, kinds=(ChargeKind.EXTRA_VIEWS,)
+    )
+    return ViewCount(
+        ordered=len(order.views),
+        received=images_received(db_session, order.id),
+        charged_extra=sum(c.quantity for c in extra),
+    )
+
+
+def extra_view_line(
+    db_session: Session, order: ImagingOrder, quantity: int
+) -> LineSpec | None:
+    """The line for ``quantity`` views received beyond the order, if priced."""
+    base = fees.fee_for_charge(
+        db_session, order.procedure.fee_code, field="procedure.fee_code"
+    )
+    view_item = views_fee(db_session, order, base)
+    unit = _view_unit_price(base, view_item)
+    if unit <= 0 or quantity <= 0:
+        return None
+    return LineSpec(
+        kind=ChargeKind.EXTRA_VIEWS,
+        fee_code=view_item.code,
+        description=(
+            f"Views received beyond the order (accession {order.accession_number})"
+        ),
+        quantity=quantity,
+        unit_price=unit,
+        tax_rate=view_item.tax_rate,
+    )
+
+
+def charge_extra_views(
+    db_session: Session,
+    actor: audit.Actor,
+    order: ImagingOrder,
+    *,
+    settings: Settings | None = None,
+) -> Charge | None:
+    """Charge the views received beyond the order that are not charged yet."""
+    count = view_count(db_session, order)
+    spec = extra_view_line(db_session, order, count.uncharged)
+    if spec is None:
+        return None
+    visit = _visit(db_session, order.visit_id)
+    charge = post_charge(
+        db_session,
+        actor,
+        visit,
+        spec,
+        service_date=order_service_date(order, settings),
+        order_id=order.id,
+        reason=f"{count.received} views received, {count.ordered} ordered",
+    )
+    sync_visit_invoices(db_session, actor, visit, settings=settings)
+    return charge
+
+
+def study_received(
+    db_session: Session,
+    actor: audit.Actor,
+    study: Study,
+    *,
+    settings: Settings | None = None,
+) -> Charge | None:
+    """React to a stored or newly linked study.
+
+    A study with no order waits on the missed-charge report. For an order
+    whose charge is live, views beyond those ordered are charged at once or
+    left for review, as the practice's ``extra_views_policy`` says.
+    """
+    if study.order_id is None:
+        return None
+    order = db_session.get(ImagingOrder, study.order_id)
+    if order is None or not active_charges(
+        db_session, order_id=order.id, kinds=ORDER_KINDS
+    ):
+        return None
+    count = view_count(db_session, order)
+    if count.uncharged <= 0:
+        return None
+    if fees.extra_views_policy(db_session) == ExtraViewsPolicy.CHARGE:
+        return charge_extra_views(db_session, actor, order, settings=settings)
+    audit.record(
+        db_session,
+        actor,
+        "charge.views_flagged",
+        "imaging_order",
+        order.id,
+        horse_id=order.horse_id,
+        detail={
+            "accession_number": order.accession_number,
+            "ordered": count.ordered,
+            "received": count.received,
+            "uncharged": count.uncharged,
+        },
+    )
+    return None
+
+
+def _visit(db_session: Session, visit_id: int) -> Visit:
+    visit = db_session.get(Visit, visit_id)
+    if visit is None:
+        raise NotFound(
+            f"visit {visit_id} does not exist", field="visit_id", value=visit_id
+        )
+    return visit
+
+
+# --------------------------------------------------------------------------
+# Owners and draft invoices
+# --------------------------------------------------------------------------
+
+
+def billing_owners(
+    db_session: Session, horse: Horse, day: dt.date
+) -> list[tuple[Client, int]]:
+    """The owners of ``horse`` on ``day``, checked to add up to 100 %.
+
+    An empty list means no owner is recorded; the charges then wait,
+    uninvoiced, until one is. Shares that do not add up raise a 422.
+    """
+    owners = owners_on(db_session, horse, day)
+    if not owners:
+        return []
+    total = sum(share for _, share in owners)
+    if total != FULL_SHARE or any(share <= 0 for _, share in owners):
+        listing = ", ".join(
+            f"{client.display_name} {_percent(share)}" for client, share in owners
+        )
+        raise DomainError(
+            f"the owners' shares of {horse.barn_name} ({horse.patient_id}) on "
+            f"{day.isoformat()} add up to {_percent(total)}, not 100 % "
+            f"({listing}); correct the horse's ownership for that date, then "
+            "post the charge again",
+            field="ownership.share",
+            value=_percent(total),
+        )
+    return owners
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One owner's part of one charge."""
+
+    charge: Charge
+    share: int
+    amount: int
+    tax_amount: int
+
+
+def split_charge(
+    charge: Charge, owners: Sequence[tuple[Client, int]]
+) -> dict[int, _Part]:
+    """Split a charge's amount and tax between owners; keyed by client id."""
+    shares = [(client.id, share) for client, share in owners]
+    amounts = split_amount(charge.amount, shares)
+    taxes = split_amount(charge.tax_amount, shares)
+    return {
+        client_id: _Part(charge, share, amounts[client_id], taxes[client_id])
+        for client_id, share in shares
+    }
+
+
+def _billed_pairs(db_session: Session, visit_id: int) -> set[tuple[int, int]]:
+    """``(charge_id, client_id)`` already on an issued or paid invoice."""
+    rows = db_session.execute(
+        select(InvoiceLine.charge_id, Invoice.client_id)
+        .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+        .where(
+            Invoice.visit_id == visit_id,
+            Invoice.credit_for_id.is_(None),
+            Invoice.status.in_([InvoiceStatus.ISSUED, InvoiceStatus.PAID]),
+            InvoiceLine.charge_id.is_not(None),
+        )
+    ).all()
+    return {(charge_id, client_id) for charge_id, client_id in rows if charge_id}
+
+
+def unbilled_parts(
+    db_session: Session, visit: Visit
+) -> tuple[dict[int, list[_Part]], list[Charge]]:
+    """Owners' parts of the visit's charges not yet on an issued invoice.
+
+    Return ``(parts by client id, charges with no owner on their date)``.
+    """
+    horse = db_session.get(Horse, visit.horse_id)
+    assert horse is not None
+    billed = _billed_pairs(db_session, visit.id)
+    owners_by_day: dict[dt.date, list[tuple[Client, int]]] = {}
+    parts: dict[int, list[_Part]] = defaultdict(list)
+    ownerless: list[Charge] = []
+    for charge in charges_for_visit(db_session, visit.id):
+        day = charge.service_date
+        if day not in owners_by_day:
+            owners_by_day[day] = billing_owners(db_session, horse, day)
+        owners = owners_by_day[day]
+        if not owners:
+            ownerless.append(charge)
+            continue
+        for client_id, part in split_charge(charge, owners).items():
+            if (charge.id, client_id) not in billed:
+                parts[client_id].append(part)
+    return parts, ownerless
+
+
+# The columns of a draft line that follow from the charge it splits.
+LINE_FIELDS = (
+    "charge_id",
+    "position",
+    "fee_code",
+    "description",
+    "service_date",
+    "quantity",
+    "unit_price",
+    "charge_amount",
+    "charge_tax",
+    "share",
+    "amount",
+    "tax_rate",
+    "tax_amount",
+)
+
+
+def _line_values(position: int, part: _Part) -> dict[str, object]:
+    charge = part.charge
+    return {
+        "charge_id": charge.id,
+        "position": position,
+        "fee_code": charge.fee_code,
+        "description": charge.description,
+        "service_date": charge.service_date,
+        "quantity": charge.quantity,
+        "unit_price": charge.unit_price,
+        "charge_amount": charge.amount,
+        "charge_tax": charge.tax_amount,
+        "share": part.share,
+        "amount": part.amount,
+        "tax_rate": charge.tax_rate,
+        "tax_amount": part.tax_amount,
+    }
+
+
+def _line_key(line: InvoiceLine) -> dict[str, object]:
+    return {name: getattr(line, name) for name in LINE_FIELDS}
+
+
+def _set_totals(invoice: Invoice) -> None:
+    invoice.subtotal = sum(line.amount for line in invoice.lines)
+    invoice.tax_total = sum(line.tax_amount for line in invoice.lines)
+    invoice.total = invoice.subtotal + invoice.tax_total
+
+
+def drafts_for_visit(db_session: Session, visit_id: int) -> list[Invoice]:
+    return list(
+        db_session.execute(
+            select(Invoice)
+            .where(
+                Invoice.visit_id == visit_id,
+                Invoice.status == InvoiceStatus.DRAFT,
+            )
+            .order_by(Invoice.id)
+        )
+        .unique()
+        .scalars()
+    )
+
+
+def sync_visit_invoices(
+    db_session: Session,
+    actor: audit.Actor,
+    visit: Visit,
+    *,
+    settings: Settings | None = None,
+) -> list[Invoice]:
+    """Make the visit's draft invoices match its unbilled charges.
+
+    Each owner with an unbilled part gets one draft for the visit; drafts left
+    with nothing to bill are removed. Issued invoices are never touched.
+    Return the drafts, in client order.
+    """
+    # Lock the visit so two transactions never draft the same owner twice.
+    db_session.execute(select(Visit.id).where(Visit.id == visit.id).with_for_update())
+    parts, _ = unbilled_parts(db_session, visit)
+    drafts = {
+        invoice.client_id: invoice for invoice in drafts_for_visit(db_session, visit.id)
+    }
+    currency = _settings(settings).currency
+    result: list[Invoice] = []
+
+    for client_id in sorted(parts):
+        wanted = [_line_values(i, part) for i, part in enumerate(parts[client_id])]
+        invoice = drafts.pop(client_id, None)
+        if invoice is None:
+            invoice = Invoice(
+                kind=InvoiceKind.INVOICE.value,
+                status=InvoiceStatus.DRAFT.value,
+                visit_id=visit.id,
+                horse_id=visit.horse_id,
+                client_id=client_id,
+                currency=currency,
+                created_at=utcnow(),
+                updated_at=utcnow(),
+            )
+            db_session.add(invoice)
+            db_session.flush()
+            audit.record(
+                db_session,
+                actor,
+                "invoice.draft",
+                "invoice",
+                invoice.id,
+                horse_id=visit.horse_id,
+                detail={"visit_id": visit.id, "client_id": client_id},
+            )
+        if [_line_key(line) for line in invoice.lines] != wanted:
+            invoice.lines.clear()
+            db_session.flush()
+            invoice.lines.extend(InvoiceLine(**values) for values in wanted)
+            _set_totals(invoice)
+            invoice.updated_at = utcnow()
+            db_session.flush()
+        result.append(invoice)
+
+    # Drafts of owners with nothing left to bill (for example after a change
+    # of ownership) go; a draft has no number, so nothing is lost.
+    for invoice in drafts.values():
+        audit.record(
+            db_session,
+            actor,
+            "invoice.draft_removed",
+            "invoice",
+            invoice.id,
+            horse_id=visit.horse_id,
+            detail={"visit_id": visit.id, "client_id": invoice.client_id},
+        )
+        db_session.delete(invoice)
+    db_session.flush()
+    return result
+
+
+# --------------------------------------------------------------------------
+# Invoice life cycle
+# --------------------------------------------------------------------------
+
+
+def get_invoice(db_session: Session, invoice_id: int) -> Invoice:
+    invoice = db_session.get(Invoice, invoice_id)
+    if invoice is None:
+        raise NotFound(
+            f"invoice {invoice_id} does not exist",
+            field="invoice_id",
+            value=invoice_id,
+        )
+    return invoice
+
+
+def _lock(db_session: Session, invoice: Invoice) -> Invoice:
+    db_session.execute(
+        select(Invoice.id).where(Invoice.id == invoice.id).with_for_update()
+    )
+    db_session.refresh(invoice)
+    return invoice
+
+
+def _refuse_change(invoice: Invoice, what: str) -> Conflict:
+    return Conflict(
+        f"invoice {invoice.label} is {invoice.status} and cannot be changed "
+        f"({what}); issued invoices are corrected by a credit note: POST "
+        f"/api/v1/invoices/{invoice.id}/credit-notes",
+        field="invoice",
+        value=invoice.label,
+    )
+
+
+def update_draft(
+    db_session: Session, actor: audit.Actor, invoice: Invoice, *, notes: str | None
+) -> Invoice:
+    """Change a draft's notes; any other invoice answers 409."""
+    _lock(db_session, invoice)
+    if invoice.status != InvoiceStatus.DRAFT:
+        raise _refuse_change(invoice, "notes")
+    invoice.notes = notes
+    invoice.updated_at = utcnow()
+    db_session.flush()
+    audit.record(
+        db_session,
+        actor,
+        "invoice.update",
+        "invoice",
+        invoice.id,
+        horse_id=invoice.horse_id,
+        detail={"notes": notes},
+    )
+    return invoice
+
+
+def issue_invoice(
+    db_session: Session,
+    actor: audit.Actor,
+    invoice: Invoice,
+    *,
+    settings: Settings | None = None,
+) -> Invoice:
+    """Number a draft and freeze it. A draft with a negative total issues as a
+    credit note."""
+    _lock(db_session, invoice)
+    if invoice.status != InvoiceStatus.DRAFT:
+        raise Conflict(
+            f"invoice {invoice.label} is {invoice.status}; only a draft can be issued",
+            field="invoice",
+            value=invoice.label,
+        )
+    if not invoice.lines:
+        raise Conflict(
+            f"invoice {invoice.label} has no lines to issue",
+            field="invoice",
+            value=invoice.label,
+        )
+    if invoice.total < 0:
+        invoice.kind = InvoiceKind.CREDIT_NOTE.value
+        number = CREDIT_NOTE_NUMBER_FORMAT.format(
+            next_value(db_session, CREDIT_NOTE_COUNTER)
+        )
+    else:
+        number = INVOICE_NUMBER_FORMAT.format(next_value(db_session, INVOICE_COUNTER))
+    now = utcnow()
+    invoice.number = number
+    invoice.status = InvoiceStatus.ISSUED.value
+    invoice.issued_at = now
+    invoice.issued_by_id = actor.user_id
+    invoice.updated_at = now
+    db_session.flush()
+    audit.record(
+        db_session,
+        actor,
+        "invoice.issue",
+        "invoice",
+        invoice.id,
+        horse_id=invoice.horse_id,
+        detail={
+            "number": number,
+            "client_id": invoice.client_id,
+            "visit_id": invoice.visit_id,
+            "total": invoice.total,
+            "currency": invoice.currency,
+        },
+    )
+    return invoice
+
+
+def pay_invoice(
+    db_session: Session,
+    actor: audit.Actor,
+    invoice: Invoice,
+    *,
+    reference: str | None = None,
+) -> Invoice:
+    """Record that an issued invoice (or credit note, refunded) was settled."""
+    _lock(db_session, invoice)
+    if invoice.status != InvoiceStatus.ISSUED:
+        raise Conflict(
+            f"invoice {invoice.label} is {invoice.status}; only an issued invoice "
+            "can be marked paid",
+            field="invoice",
+            value=invoice.label,
+        )
+    now = utcnow()
+    invoice.status = InvoiceStatus.PAID.value
+    invoice.paid_at = now
+    invoice.payment_reference = reference
+    invoice.updated_at = now
+    db_session.flush()
+    audit.record(
+        db_session,
+        actor,
+        "invoice.pay",
+        "invoice",
+        invoice.id,
+        horse_id=invoice.horse_id,
+        detail={"number": invoice.number, "reference": reference},
+    )
+    return invoice
+
+
+def credit_notes_for(db_session: Session, invoice_id: int) -> list[Invoice]:
+    return list(
+        db_session.execute(
+            select(Invoice)
+            .where(Invoice.credit_for_id == invoice_id)
+            .order_by(Invoice.id)
+        )
+        .unique()
+        .scalars()
+    )
+
+
+def void_invoice(
+    db_session: Session,
+    actor: audit.Actor,
+    invoice: Invoice,
+    *,
+    reason: str,
+    settings: Settings | None = None,
+) -> Invoice:
+    """Void an issued, unpaid invoice; its charges go back on a draft."""
+    _lock(db_session, invoice)
+    reason = reason.strip()
+    if not reason:
+        raise DomainError(
+            f"voiding invoice {invoice.label} needs a reason",
+            field="reason",
+            value=reason,
+        )
+    if invoice.status != InvoiceStatus.ISSUED:
+        raise Conflict(
+            f"invoice {invoice.label} is {invoice.status}; only an issued, unpaid "
+            "invoice can be voided (a paid one is corrected by a credit note)",
+            field="invoice",
+            value=invoice.label,
+        )
+    if credit_notes_for(db_session, invoice.id):
+        raise Conflict(
+            f"invoice {invoice.label} has credit notes against it; it cannot also "
+            "be voided",
+            field="invoice",
+            value=invoice.label,
+        )
+    now = utcnow()
+    invoice.status = InvoiceStatus.VOID.value
+    invoice.voided_at = now
+    invoice.void_reason = reason
+    invoice.updated_at = now
+    db_session.flush()
+    audit.record(
+        db_session,
+        actor,
+        "invoice.void",
+        "invoice",
+        invoice.id,
+        horse_id=invoice.horse_id,
+        detail={"number": invoice.number, "reason": reason},
+    )
+    if invoice.credit_for_id is None:
+        sync_visit_invoices(
+            db_session, actor, _visit(db_session, invoice.visit_id), settings=settings
+        )
+    return invoice
+
+
+def credit_note(
+    db_session: Session,
+    actor: audit.Actor,
+    invoice: Invoice,
+    *,
+    reason: str,
+    line_ids: Sequence[int] | None = None,
+) -> Invoice:
+    """Issue a credit note against an issued or paid invoice.
+
+    Each chosen line (all by default) is credited in full; a line already
+    credited cannot be credited again.
+    """
+    _lock(db_session, invoice)
+    reason = reason.strip()
+    if not reason:
+        raise DomainError(
+            f"a credit note against {invoice.label} needs a reason",
+            field="reason",
+            value=reason,
+        )
+    if invoice.kind != InvoiceKind.INVOICE or invoice.status not in (
+        InvoiceStatus.ISSUED,
+        InvoiceStatus.PAID,
+    ):
+        raise Conflict(
+            f"invoice {invoice.label} is a {invoice.status} {invoice.kind}; credit "
+            "notes are raised against issued or paid invoices only",
+            field="invoice",
+            value=invoice.label,
+        )
+    by_id = {line.id: line for line in invoice.lines}
+    chosen_ids = list(line_ids) if line_ids else list(by_id)
+    for line_id in chosen_ids:
+        if line_id not in by_id:
+            raise DomainError(
+                f"line {line_id} is not on invoice {invoice.label}; its lines are "
+                f"{sorted(by_id)}",
+                field="line_ids",
+                value=line_id,
+            )
+    credited = set(
+        db_session.execute(
+            select(InvoiceLine.credited_line_id)
+            .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+            .where(Invoice.credit_for_id == invoice.id)
+        ).scalars()
+    )
+    again = sorted(set(chosen_ids) & credited)
+    if again:
+        raise Conflict(
+            f"line(s) {again} of invoice {invoice.label} are already credited",
+            field="line_ids",
+            value=again,
+        )
+
+    now = utcnow()
+    note = Invoice(
+        kind=InvoiceKind.CREDIT_NOTE.value,
+        status=InvoiceStatus.ISSUED.value,
+        visit_id=invoice.visit_id,
+        horse_id=invoice.horse_id,
+        client_id=invoice.client_id,
+        credit_for_id=invoice.id,
+        currency=invoice.currency,
+        notes=reason,
+        number=CREDIT_NOTE_NUMBER_FORMAT.format(
+            next_value(db_session, CREDIT_NOTE_COUNTER)
+        ),
+        created_at=now,
+        updated_at=now,
+        issued_at=now,
+        issued_by_id=actor.user_id,
+    )
+    for position, line_id in enumerate(chosen_ids):
+        line = by_id[line_id]
+        note.lines.append(
+            InvoiceLine(
+                charge_id=line.charge_id,
+                credited_line_id=line.id,
+                position=position,
+                fee_code=line.fee_code,
+                description=_clip(f"Credit: {line.description}"),
+                service_date=line.service_date,
+                quantity=line.quantity,
+                unit_price=-line.unit_price,
+                charge_amount=-line.charge_amount,
+                charge_tax=-line.charge_tax,
+                share=line.share,
+                amount=-line.amount,
+                tax_rate=line.tax_rate,
+                tax_amount=-line.tax_amount,
+            )
+        )
+    _set_totals(note)
+    db_session.add(note)
+    db_session.flush()
+    audit.record(
+        db_session,
+        actor,
+        "invoice.credit_note",
+        "invoice",
+        note.id,
+        horse_id=invoice.horse_id,
+        detail={
+            "number": note.number,
+            "credits": invoice.number,
+            "lines": chosen_ids,
+            "total": note.total,
+            "reason": reason,
+        },
+    )
+    return note
+
+
+# --------------------------------------------------------------------------
+# Queries
+# --------------------------------------------------------------------------
+
+
+def list_invoices(
+    db_session: Session,
+    *,
+    visit_id: int | None = None,
+    client_id: int | None = None,
+    order_id: int | None = None,
+    horse_id: int | None = None,
+    status: str | None = None,
+) -> list[Invoice]:
+    """Invoices and credit notes matching every filter given, oldest first."""
+    query = select(Invoice)
+    if visit_id is not None:
+        query = query.where(Invoice.visit_id == visit_id)
+    if client_id is not None:
+        query = query.where(Invoice.client_id == client_id)
+    if horse_id is not None:
+        query = query.where(Invoice.horse_id == horse_id)
+    if status is not None:
+        query = query.where(Invoice.status == status)
+    if order_id is not None:
+        query = query.where(
+            exists()
+            .where(InvoiceLine.invoice_id == Invoice.id)
+            .where(InvoiceLine.charge_id == Charge.id)
+            .where(Charge.order_id == order_id)
+        )
+    return list(db_session.execute(query.order_by(Invoice.id)).unique().scalars())
+
+
+def list_charges(
+    db_session: Session,
+    *,
+    visit_id: int | None = None,
+    order_id: int | None = None,
+    horse_id: int | None = None,
+    client_id: int | None = None,
+) -> list[Charge]:
+    """Charge lines matching every filter given, oldest first.
+
+    ``client_id`` selects charges that appear on that client's invoices.
+    """
+    query = select(Charge)
+    if visit_id is not None:
+        query = query.where(Charge.visit_id == visit_id)
+    if order_id is not None:
+        query = query.where(Charge.order_id == order_id)
+    if horse_id is not None:
+        query = query.where(Charge.horse_id == horse_id)
+    if client_id is not None:
+        query = query.where(
+            exists()
+            .where(InvoiceLine.charge_id == Charge.id)
+            .where(InvoiceLine.invoice_id == Invoice.id)
+            .where(Invoice.client_id == client_id)
+        )
+    return list(db_session.execute(query.order_by(Charge.id)).scalars())
+
+
+def visits_with_billing(db_session: Session, horse_id: int) -> list[Visit]:
+    """The horse's visits that have charges or invoices, newest first."""
+    return list(
+        db_session.execute(
+            select(Visit)
+            .where(
+                Visit.horse_id == horse_id,
+                or_(
+                    exists().where(Charge.visit_id == Visit.id),
+                    exists().where(Invoice.visit_id == Visit.id),
+                ),
+            )
+            .order_by(Visit.started_at.desc(), Visit.id.desc())
+        ).scalars()
+    )
