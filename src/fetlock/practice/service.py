@@ -912,9 +912,17 @@ def update_note(
 
 
 def sign_note(
-    db_session: Session, actor: audit.Actor, note: SoapNote, *, signer_id: int
+    db_session: Session,
+    actor: audit.Actor,
+    note: SoapNote,
+    *,
+    signer_id: int,
+    at: dt.datetime | None = None,
 ) -> SoapNote:
-    """Sign a draft: it becomes immutable and its content SHA-256 is kept."""
+    """Sign a draft: it becomes immutable and its content SHA-256 is kept.
+
+    ``at`` (now by default) is for importing notes signed elsewhere.
+    """
     if note.status == NoteStatus.SIGNED:
         raise Conflict(
             f"SOAP note {note.id} is already signed; add a signed addendum to "
@@ -930,7 +938,7 @@ def sign_note(
             value="",
         )
     note.status = NoteStatus.SIGNED.value
-    note.signed_at = utcnow()
+    note.signed_at = at or utcnow()
     note.signed_by_id = signer_id
     note.content_sha256 = note_digest(note)
     db_session.flush()
