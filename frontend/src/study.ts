@@ -1,0 +1,251 @@
+// A study as the viewer needs it, built from WADO-RS study metadata
+// (PS3.18 10.4.1.1.2, DICOM JSON of every instance), and the wadors: image
+// IDs the Cornerstone loader fetches frames with (PS3.18 10.4.1.1.3).
+
+import { wadors } from "@cornerstonejs/dicom-image-loader";
+
+export type DicomJson = Record<string, { vr: string; Value?: unknown[]; BulkDataURI?: string }>;
+
+export interface ImageRef {
+  studyInstanceUID: string;
+  seriesInstanceUID: string;
+  sopInstanceUID: string;
+  instanceNumber: number | null;
+  numberOfFrames: number;
+  rows: number;
+  columns: number;
+  viewLabel: string;
+  laterality: string;
+  calibrated: boolean;
+  framesPerSecond: number;
+  /** One wadors: image ID per frame. */
+  imageIds: string[];
+  thumbnailUrl: string;
+  metadata: DicomJson;
+}
+
+export interface SeriesRef {
+  seriesInstanceUID: string;
+  seriesNumber: number | null;
+  modality: string;
+  bodyPart: string;
+  description: string;
+  images: ImageRef[];
+}
+
+export interface StudyModel {
+  studyInstanceUID: string;
+  series: SeriesRef[];
+  metadataUrl: string;
+}
+
+// Tags by keyword, as in PS3.6.
+const TAG = {
+  StudyInstanceUID: "0020000D",
+  SeriesInstanceUID: "0020000E",
+  SOPInstanceUID: "00080018",
+  InstanceNumber: "00200013",
+  SeriesNumber: "00200011",
+  Modality: "00080060",
+  BodyPartExamined: "00180015",
+  SeriesDescription: "0008103E",
+  NumberOfFrames: "00280008",
+  Rows: "00280010",
+  Columns: "00280011",
+  PixelSpacing: "00280030",
+  ImagerPixelSpacing: "00181164",
+  SequenceOfUltrasoundRegions: "00186011",
+  ViewPosition: "00185101",
+  ViewCodeSequence: "00540220",
+  CodeMeaning: "00080104",
+  ImageLaterality: "00200062",
+  Laterality: "00200060",
+  AcquisitionDeviceProcessingDescription: "00181400",
+  CineRate: "00180040",
+  FrameTime: "00181063",
+  RecommendedDisplayFrameRate: "00082144",
+} as const;
+
+export function first(ds: DicomJson, tag: string): unknown {
+  return ds[tag]?.Value?.[0];
+}
+
+export function text(ds: DicomJson, tag: string): string {
+  const value = first(ds, tag);
+  if (value === undefined || value === null) {
+    return "";
+  }
+  if (typeof value === "object" && "Alphabetic" in (value as object)) {
+    return String((value as { Alphabetic: string }).Alphabetic);
+  }
+  return String(value);
+}
+
+export function num(ds: DicomJson, tag: string): number | null {
+  const value = first(ds, tag);
+  if (value === undefined || value === null || value === "") {
+    return null;
+  }
+  const parsed = Number(value);
+  return Number.isFinite(parsed) ? parsed : null;
+}
+
+export function numbers(ds: DicomJson, tag: string): number[] {
+  return (ds[tag]?.Value ?? []).map(Number).filter(Number.isFinite);
+}
+
+function viewLabel(ds: DicomJson): string {
+  const code = first(ds, TAG.ViewCodeSequence) as DicomJson | undefined;
+  const meaning = code ? text(code, TAG.CodeMeaning) : "";
+  return (
+    meaning ||
+    text(ds, TAG.AcquisitionDeviceProcessingDescription) ||
+    text(ds, TAG.ViewPosition)
+  );
+}
+
+function framesPerSecond(ds: DicomJson): number {
+  const rate = num(ds, TAG.CineRate) ?? num(ds, TAG.RecommendedDisplayFrameRate);
+  if (rate && rate > 0) {
+    return rate;
+  }
+  const frameTime = num(ds, TAG.FrameTime);
+  if (frameTime && frameTime > 0) {
+    return Math.round(1000 / frameTime);
+  }
+  return 25;
+}
+
+/** True when lengths can be given in millimetres (PS3.3 10.7.1.3). */
+export function isCalibrated(ds: DicomJson): boolean {
+  const spacing = numbers(ds, TAG.PixelSpacing);
+  const imagerSpacing = numbers(ds, TAG.ImagerPixelSpacing);
+  return (
+    (spacing.length === 2 && spacing[0] > 0) ||
+    (imagerSpacing.length === 2 && imagerSpacing[0] > 0) ||
+    Boolean(ds[TAG.SequenceOfUltrasoundRegions]?.Value?.length)
+  );
+}
+
+export function studyMetadataUrl(root: string, studyUID: string): string {
+  return `${root}/studies/${studyUID}/metadata`;
+}
+
+export function instanceUrl(root: string, image: Pick<ImageRef, "studyInstanceUID" | "seriesInstanceUID" | "sopInstanceUID">): string {
+  return `${root}/studies/${image.studyInstanceUID}/series/${image.seriesInstanceUID}/instances/${image.sopInstanceUID}`;
+}
+
+/** Fetch a study's metadata and register every frame with the wadors loader. */
+export async function loadStudy(root: string, studyUID: string): Promise<StudyModel> {
+  const metadataUrl = studyMetadataUrl(root, studyUID);
+  const response = await fetch(metadataUrl, {
+    credentials: "same-origin",
+    headers: { Accept: "application/dicom+json" },
+  });
+  if (!response.ok) {
+    throw new Error(
+      `study ${studyUID}: ${metadataUrl} answered ${response.status}` +
+        (response.status === 503 || response.status === 0
+          ? " (no signal, and this study is not stored on this device)"
+          : ""),
+    );
+  }
+  const instances = (await response.json()) as DicomJson[];
+  return buildStudy(root, studyUID, metadataUrl, instances);
+}
+
+export function buildStudy(
+  root: string,
+  studyUID: string,
+  metadataUrl: string,
+  instances: DicomJson[],
+): StudyModel {
+  const bySeries = new Map<string, SeriesRef>();
+  for (const ds of instances) {
+    const rows = num(ds, TAG.Rows) ?? 0;
+    const columns = num(ds, TAG.Columns) ?? 0;
+    if (!rows || !columns) {
+      continue; // Not an image (a report, a presentation state...).
+    }
+    const seriesUID = text(ds, TAG.SeriesInstanceUID);
+    let series = bySeries.get(seriesUID);
+    if (!series) {
+      series = {
+        seriesInstanceUID: seriesUID,
+        seriesNumber: num(ds, TAG.SeriesNumber),
+        modality: text(ds, TAG.Modality),
+        bodyPart: text(ds, TAG.BodyPartExamined),
+        description: text(ds, TAG.SeriesDescription),
+        images: [],
+      };
+      bySeries.set(seriesUID, series);
+    }
+    const ref = {
+      studyInstanceUID: studyUID,
+      seriesInstanceUID: seriesUID,
+      sopInstanceUID: text(ds, TAG.SOPInstanceUID),
+    };
+    const base = instanceUrl(root, ref);
+    const numberOfFrames = Math.max(1, num(ds, TAG.NumberOfFrames) ?? 1);
+    const imageIds: string[] = [];
+    for (let frame = 1; frame <= numberOfFrames; frame++) {
+      imageIds.push(`wadors:${base}/frames/${frame}`);
+    }
+    // Registered under frame 1; the loader derives the other frames from it.
+    wadors.metaDataManager.add(imageIds[0], ds as never);
+    series.images.push({
+      ...ref,
+      instanceNumber: num(ds, TAG.InstanceNumber),
+      numberOfFrames,
+      rows,
+      columns,
+      viewLabel: viewLabel(ds),
+      laterality: text(ds, TAG.ImageLaterality) || text(ds, TAG.Laterality),
+      calibrated: isCalibrated(ds),
+      framesPerSecond: framesPerSecond(ds),
+      imageIds,
+      thumbnailUrl: `${base}/thumbnail`,
+      metadata: ds,
+    });
+  }
+  const series = [...bySeries.values()];
+  for (const s of series) {
+    s.images.sort((a, b) => (a.instanceNumber ?? 0) - (b.instanceNumber ?? 0));
+  }
+  series.sort((a, b) => (a.seriesNumber ?? 0) - (b.seriesNumber ?? 0));
+  return { studyInstanceUID: studyUID, series, metadataUrl };
+}
+
+/** Every frame URL of a study: what must be stored for it to open offline. */
+export function frameUrls(study: StudyModel): string[] {
+  return study.series.flatMap((s) =>
+    s.images.flatMap((image) => image.imageIds.map((id) => id.slice("wadors:".length))),
+  );
+}
+
+/**
+ * The series of `candidate` that best matches `current` for a comparison:
+ * same body part first, then same view and laterality, then same modality.
+ */
+export function matchingSeries(current: SeriesRef, candidate: StudyModel): SeriesRef | null {
+  let best: SeriesRef | null = null;
+  let bestScore = -1;
+  const views = new Set(current.images.map((i) => `${i.viewLabel}|${i.laterality}`));
+  for (const s of candidate.series) {
+    let score = 0;
+    if (current.bodyPart && s.bodyPart.toUpperCase() === current.bodyPart.toUpperCase()) {
+      score += 4;
+    }
+    if (s.images.some((i) => views.has(`${i.viewLabel}|${i.laterality}`))) {
+      score += 2;
+    }
+    if (s.modality === current.modality) {
+      score += 1;
+    }
+    if (score > bestScore) {
+      best = s;
+      bestScore = score;
+    }
+  }
+  return best;
+}
