@@ -33,6 +33,9 @@ def build_background_services(
         from fetlock.dicom.server import DicomService
 
         services.append(DicomService(settings, database))
+    from fetlock.jobs.worker import Worker
+
+    services.append(Worker(database, settings))
     return services
 
 

@@ -40,7 +40,10 @@ from fetlock.dicom.policy import AssociationPolicy, PeerConfig
 
 logger = logging.getLogger(__name__)
 
-SCP_MODULES: tuple[str, ...] = ("fetlock.dicom.verification",)
+SCP_MODULES: tuple[str, ...] = (
+    "fetlock.dicom.verification",
+    "fetlock.dicom.storage",
+)
 
 # A-ASSOCIATE-RJ parameters (PS3.8 9.3.4): rejected-permanent, by the service
 # user, because the calling AE title is not recognised.

@@ -1,0 +1,155 @@
+"""Storage SOP Class SCP (C-STORE, PS3.4 Annex B).
+
+Accepts every storage SOP class pynetdicom knows (radiography, ultrasound,
+CT, endoscopy and video, secondary capture, encapsulated PDF, structured
+reports and the rest) in every transfer syntax pydicom knows, compressed and
+video ones included, each as the modality offers it: pynetdicom takes the
+first of the proposed transfer syntaxes that is supported, and all are.
+
+pynetdicom writes each received data set straight to a temporary file
+(``STORE_RECV_CHUNKED_DATASET``), so no object is held in memory whole; the
+handler gives that file to ``fetlock.imaging.ingest.store_instance``, which
+adopts it into the blob store without copying when both are on one
+filesystem. The response is sent only after the object is durable and
+indexed, so a modality never deletes an image Fetlock does not have.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import cast
+
+from pydicom.dataset import Dataset
+from pydicom.uid import AllTransferSyntaxes
+from pynetdicom import _config, evt
+from pynetdicom.presentation import (
+    AllStoragePresentationContexts,
+    PresentationContext,
+    build_context,
+)
+
+from fetlock.audit.service import Actor
+from fetlock.config import Settings
+from fetlock.dicom.server import Handler, ScpContext, calling_ae_title
+from fetlock.imaging.ingest import RejectReason, store_instance
+from fetlock.storage import get_blob_store
+
+logger = logging.getLogger(__name__)
+
+SUCCESS = 0x0000
+# (0000,0902) Error Comment is LO: at most 64 characters (PS3.7 C.4.2.1.1).
+ERROR_COMMENT_MAX = 64
+
+
+STORAGE_SOP_CLASSES = frozenset(
+    str(cx.abstract_syntax) for cx in AllStoragePresentationContexts
+)
+
+
+def supported_contexts(settings: Settings) -> list[PresentationContext]:
+    return [
+        build_context(sop_class, list(AllTransferSyntaxes))
+        for sop_class in sorted(STORAGE_SOP_CLASSES)
+    ]
+
+
+def event_handlers(context: ScpContext) -> list[tuple[evt.EventType, Handler]]:
+    # Received data sets go to a temporary file, never to memory.
+    _config.STORE_RECV_CHUNKED_DATASET = True
+
+    def on_c_store(event: evt.Event) -> int | Dataset:
+        return _store(event, context)
+
+    return [
+        (evt.EVT_REQUESTED, _prefer_offered_transfer_syntaxes),
+        (evt.EVT_C_STORE, on_c_store),
+    ]
+
+
+def _prefer_offered_transfer_syntaxes(event: evt.Event) -> None:
+    """Accept each storage context in the transfer syntax the modality put first.
+
+    pynetdicom picks, for a proposed presentation context, the first of the
+    acceptor's transfer syntaxes that the requestor also proposed (PS3.8 9.3.2.2
+    leaves the choice to the acceptor). A modality that proposes JPEG 2000
+    then Explicit VR Little Endian in one context wants to send JPEG 2000, and
+    may not be able to decompress at all; so before negotiation, the storage
+    contexts are reordered to follow the requestor's own order.
+    """
+    assoc = event.assoc
+    primitive = assoc.requestor.primitive
+    if assoc.is_rejected or assoc.is_aborted or primitive is None:
+        return
+    offered: dict[str, list[str]] = {}
+    for proposal in primitive.presentation_context_definition_list:
+        abstract_syntax = str(proposal.abstract_syntax)
+        if abstract_syntax in STORAGE_SOP_CLASSES:
+            offered.setdefault(
+                abstract_syntax, [str(ts) for ts in proposal.transfer_syntax]
+            )
+    if not offered:
+        return
+    contexts: list[PresentationContext] = []
+    for supported in assoc.acceptor.supported_contexts:
+        offer = offered.get(str(supported.abstract_syntax))
+        if offer is None:
+            contexts.append(supported)
+            continue
+        ours = [str(ts) for ts in supported.transfer_syntax]
+        ordered = [ts for ts in offer if ts in ours]
+        ordered += [ts for ts in ours if ts not in ordered]
+        contexts.append(
+            build_context(
+                cast(str, supported.abstract_syntax),
+                ordered,
+            )
+        )
+    assoc.acceptor.supported_contexts = contexts
+
+
+def _store(event: evt.Event, context: ScpContext) -> int | Dataset:
+    ae_title = calling_ae_title(event.assoc)
+    request = event.request
+    sop_instance_uid = str(getattr(request, "AffectedSOPInstanceUID", "") or "")
+    actor = Actor(
+        name=f"dicom:{ae_title}",
+        source_address=str(event.assoc.requestor.address),
+        source_ae_title=ae_title,
+    )
+    try:
+        result = store_instance(
+            context.database,
+            event.dataset_path,
+            blobs=get_blob_store(context.settings),
+            actor=actor,
+            consume=True,
+            name=f"SOP Instance {sop_instance_uid}",
+        )
+    except Exception:
+        logger.exception(
+            "C-STORE of SOP Instance %s from %s failed; answered A700 so that the "
+            "modality sends it again",
+            sop_instance_uid,
+            ae_title,
+        )
+        return _failure(
+            RejectReason.OUT_OF_RESOURCES.dimse_status,
+            "Fetlock could not store the object; retry later",
+        )
+    if result.ok:
+        logger.debug(
+            "C-STORE %s SOP Instance %s from %s",
+            result.status.value,
+            sop_instance_uid,
+            ae_title,
+        )
+        return SUCCESS
+    assert result.reject is not None
+    return _failure(result.reject.dimse_status, result.reason or "refused")
+
+
+def _failure(status: int, comment: str) -> Dataset:
+    rsp = Dataset()
+    rsp.Status = status
+    rsp.ErrorComment = comment[:ERROR_COMMENT_MAX]
+    return rsp

@@ -1,0 +1,819 @@
+"""Store, index and link one received DICOM object.
+
+Every way in (C-STORE, STOW-RS, ``fetlock import``) calls ``store_instance``.
+It keeps the object's bytes exactly as received and indexes it, in this order:
+
+1. Stage: copy the bytes into the blob store's staging area (fsynced) and hash
+   them. A C-STORE temporary file on the same filesystem is adopted, not
+   copied.
+2. Check: the file must be complete and carry the four UIDs that key it.
+3. Publish: link the staged file under ``dicom/<study>/<series>/<sop>.dcm``,
+   never replacing a blob already there.
+4. Index and link: one transaction adds the study (linked to its order by
+   (0008,0050) Accession Number, then (0020,000D) Study Instance UID, or put
+   in the reconciliation queue), the series, the instance and the jobs that
+   follow (thumbnail, order check).
+
+A crash before step 4 commits leaves at most an unindexed blob; the sender's
+retry finds it identical and indexes it. The same object sent twice is stored
+once and both sends succeed. A different object with a SOP Instance UID that
+is already stored is refused and its bytes kept in quarantine.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import io
+import logging
+import os
+import re
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.filewriter import write_file_meta_info
+from pydicom.multival import MultiValue
+from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    UID,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from fetlock.audit import service as audit
+from fetlock.db.base import utcnow
+from fetlock.db.session import Database
+from fetlock.imaging.dicomfile import (
+    MAGIC,
+    PREAMBLE_LENGTH,
+    Layout,
+    MalformedFile,
+    check_complete,
+    read_layout,
+)
+from fetlock.imaging.study_models import (
+    Instance as InstanceRow,
+)
+from fetlock.imaging.study_models import (
+    QuarantinedObject,
+    Series,
+    Study,
+)
+from fetlock.jobs import enqueue
+from fetlock.storage import BlobStore, StagedBlob
+
+logger = logging.getLogger(__name__)
+
+# A UID: dot-separated digit groups, at most 64 characters (PS3.5 9.1). Leading
+# zeros are tolerated on receipt; anything else could not be a key segment.
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+UID_MAX = 64
+
+# Seconds without a new image before a study counts as settled and the order
+# check runs (views received against views ordered, billing).
+SETTLE_DELAY_S = 3.0
+
+# Media Storage Directory Storage: a DICOMDIR, never stored as an instance.
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+
+# Attributes read from each object for the index (and nothing else).
+INDEX_KEYWORDS = (
+    "SpecificCharacterSet",
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "PatientID",
+    "PatientName",
+    "AccessionNumber",
+    "StudyDate",
+    "StudyTime",
+    "StudyDescription",
+    "StudyID",
+    "InstitutionName",
+    "Modality",
+    "BodyPartExamined",
+    "Laterality",
+    "SeriesNumber",
+    "SeriesDescription",
+    "ProtocolName",
+    "StationName",
+    "Manufacturer",
+    "InstanceNumber",
+    "ViewPosition",
+    "ImageLaterality",
+    "ViewCodeSequence",
+    "AcquisitionDeviceProcessingDescription",
+    "NumberOfFrames",
+    "Rows",
+    "Columns",
+    "PixelSpacing",
+    "ImagerPixelSpacing",
+    "PhotometricInterpretation",
+)
+
+
+class StoreStatus(enum.StrEnum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+
+
+class RejectReason(enum.Enum):
+    """Why an object was refused, with the DIMSE status each way in reports.
+
+    Statuses are those of the Storage Service Class (PS3.4 B.2.3): A7xx
+    refused (out of resources), A9xx data set does not match SOP Class,
+    Cxxx cannot understand.
+    """
+
+    MALFORMED = 0xC001
+    MISSING_ATTRIBUTE = 0xC002
+    INVALID_UID = 0xC003
+    UID_CONFLICT = 0xC004
+    NOT_AN_INSTANCE = 0xC005
+    OUT_OF_RESOURCES = 0xA700
+
+    @property
+    def dimse_status(self) -> int:
+        return self.value
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    """Outcome of one ``store_instance`` call.
+
+    ``reason`` explains a rejection (naming the object, the attribute or the
+    conflict, and what to do); ``reject`` classifies it for protocol replies.
+    """
+
+    status: StoreStatus
+    sop_instance_uid: str | None = None
+    study_instance_uid: str | None = None
+    sop_class_uid: str | None = None
+    reason: str | None = None
+    reject: RejectReason | None = None
+    instance_id: int | None = None
+    study_id: int | None = None
+    size_bytes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not StoreStatus.REJECTED
+
+
+class Rejected(Exception):
+    def __init__(self, reject: RejectReason, reason: str, **uids: str | None):
+        super().__init__(reason)
+        self.reject = reject
+        self.reason = reason
+        self.uids = uids
+
+
+@dataclass
+class _Parsed:
+    """The checked header of a staged object."""
+
+    layout: Layout
+    transfer_syntax_uid: str
+    ds: Dataset
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+
+    @property
+    def blob_key(self) -> str:
+        return instance_blob_key(
+            self.study_instance_uid, self.series_instance_uid, self.sop_instance_uid
+        )
+
+
+def instance_blob_key(study_uid: str, series_uid: str, sop_uid: str) -> str:
+    """Blob key of an instance: one folder per study and series."""
+    return f"dicom/{study_uid}/{series_uid}/{sop_uid}.dcm"
+
+
+def store_instance(
+    database_or_session: Database | Session,
+    source: BinaryIO | str | os.PathLike[str],
+    *,
+    blobs: BlobStore,
+    actor: audit.Actor,
+    transfer_syntax: str | None = None,
+    consume: bool = False,
+    name: str | None = None,
+) -> StoreResult:
+    """Store one DICOM object exactly as received, index it and link it.
+
+    Parameters
+    ----------
+    database_or_session:
+        A ``Database`` (the object is indexed in its own transaction, retried
+        once if a concurrent store of the same study races it) or a
+        ``Session`` (indexed in the caller's transaction, which the caller
+        commits; the blob is already durable when this returns).
+    source:
+        A DICOM file (path or binary stream) in the PS3.10 format, or a bare
+        data set when ``transfer_syntax`` names its encoding.
+    blobs:
+        The blob store, ``fetlock.storage.get_blob_store(settings)``.
+    actor:
+        Who sent it; ``actor.source_ae_title`` is recorded as the source AE.
+    transfer_syntax:
+        Transfer Syntax UID of a bare data set without File Meta Information.
+        Ignored for PS3.10 files, whose meta says it.
+    consume:
+        ``source`` is a temporary file the caller will not touch again (the
+        C-STORE SCP's); the store may take it over instead of copying.
+    name:
+        How to name the object in messages (a file name); defaults to the path.
+
+    Returns
+    -------
+    StoreResult
+        ``stored``, ``duplicate`` (identical object already stored: success)
+        or ``rejected`` with a reason. Never raises for bad input; raises only
+        for database or disk failures other than a full disk.
+    """
+    label = name or (str(source) if isinstance(source, str | os.PathLike) else "object")
+    source_arg: BinaryIO | Path = (
+        Path(source) if isinstance(source, str | os.PathLike) else source
+    )
+    try:
+        staged = blobs.stage(source_arg, consume=consume)
+    except OSError as exc:
+        if _out_of_space(exc):
+            return _rejected(
+                RejectReason.OUT_OF_RESOURCES,
+                f"{label}: cannot store, the blob store is full ({exc}); free disk "
+                "space and send again",
+            )
+        raise
+    try:
+        return _store_staged(
+            database_or_session, staged, blobs, actor, transfer_syntax, label
+        )
+    except Rejected as exc:
+        logger.warning("rejected %s from %s: %s", label, _sender(actor), exc.reason)
+        return _rejected(exc.reject, exc.reason, **exc.uids)
+    finally:
+        blobs.discard(staged)
+
+
+def _rejected(reject: RejectReason, reason: str, **uids: str | None) -> StoreResult:
+    return StoreResult(
+        status=StoreStatus.REJECTED,
+        reason=reason,
+        reject=reject,
+        sop_instance_uid=uids.get("sop_instance_uid"),
+        study_instance_uid=uids.get("study_instance_uid"),
+        sop_class_uid=uids.get("sop_class_uid"),
+    )
+
+
+def _out_of_space(exc: OSError) -> bool:
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _sender(actor: audit.Actor) -> str:
+    return actor.source_ae_title or actor.name
+
+
+def _store_staged(
+    database_or_session: Database | Session,
+    staged: StagedBlob,
+    blobs: BlobStore,
+    actor: audit.Actor,
+    transfer_syntax: str | None,
+    label: str,
+) -> StoreResult:
+    parsed = _parse(staged, label, transfer_syntax)
+    if not parsed.layout.has_meta:
+        wrapped = _wrap_bare_dataset(blobs, staged, parsed)
+        blobs.discard(staged)
+        staged = wrapped
+        parsed.layout = _layout_of(staged.path)
+
+    try:
+        created = blobs.publish(staged, parsed.blob_key)
+    except OSError as exc:
+        if _out_of_space(exc):
+            raise Rejected(
+                RejectReason.OUT_OF_RESOURCES,
+                f"{label}: cannot store, the blob store is full ({exc}); free disk "
+                "space and send again",
+                **_uids(parsed),
+            ) from exc
+        raise
+    if isinstance(database_or_session, Session):
+        # A savepoint, so that a refusal leaves the caller's transaction clean.
+        with database_or_session.begin_nested():
+            return _index_or_compare(
+                database_or_session, parsed, staged, blobs, actor, label, created
+            )
+
+    # Own transaction. A concurrent store of the same study or series may
+    # insert it first; the retry then finds it.
+    for attempt in (1, 2):
+        try:
+            with database_or_session.session() as db_session:
+                return _index_or_compare(
+                    db_session, parsed, staged, blobs, actor, label, created
+                )
+        except IntegrityError:
+            if attempt == 2:
+                raise
+            logger.info(
+                "concurrent store of study %s; indexing %s again",
+                parsed.study_instance_uid,
+                parsed.sop_instance_uid,
+            )
+    raise AssertionError("unreachable")
+
+
+def _uids(parsed: _Parsed) -> dict[str, str | None]:
+    return {
+        "sop_instance_uid": parsed.sop_instance_uid,
+        "study_instance_uid": parsed.study_instance_uid,
+        "sop_class_uid": parsed.sop_class_uid,
+    }
+
+
+# -- checking -----------------------------------------------------------------
+
+
+def _layout_of(path: Path) -> Layout:
+    with open(path, "rb") as fp:
+        return read_layout(fp, os.fstat(fp.fileno()).st_size)
+
+
+def _parse(staged: StagedBlob, label: str, transfer_syntax: str | None) -> _Parsed:
+    """Check the staged object and read the attributes the index needs."""
+    with open(staged.path, "rb") as fp:
+        try:
+            layout = read_layout(fp, staged.size)
+        except MalformedFile as exc:
+            raise Rejected(
+                RejectReason.MALFORMED,
+                f"{label} is not a readable DICOM file: {exc}",
+            ) from exc
+        syntax = layout.transfer_syntax_uid or _bare_syntax(fp, transfer_syntax)
+        if not syntax.is_transfer_syntax:
+            raise Rejected(
+                RejectReason.MALFORMED,
+                f"{label}: (0002,0010) Transfer Syntax UID {str(syntax)!r} is not a "
+                "transfer syntax this server knows; send it in a standard one",
+            )
+        try:
+            check_complete(fp, layout, syntax)
+        except MalformedFile as exc:
+            raise Rejected(
+                RejectReason.MALFORMED,
+                f"{label} is not a complete DICOM object: {exc}; send the "
+                "original again",
+            ) from exc
+        try:
+            fp.seek(0)
+            ds = dcmread(
+                fp,
+                force=not layout.has_meta,
+                stop_before_pixels=True,
+                specific_tags=list(INDEX_KEYWORDS),
+            )
+            if not layout.has_meta:
+                ds.set_original_encoding(
+                    syntax.is_implicit_VR, syntax.is_little_endian, None
+                )
+            uids = {
+                keyword: _clean_uid(ds.get(keyword))
+                for keyword in (
+                    "SOPClassUID",
+                    "SOPInstanceUID",
+                    "StudyInstanceUID",
+                    "SeriesInstanceUID",
+                )
+            }
+        except (InvalidDicomError, ValueError, TypeError, struct.error) as exc:
+            raise Rejected(
+                RejectReason.MALFORMED,
+                f"{label} is not a readable DICOM data set: {exc}",
+            ) from exc
+
+    partial = {
+        "sop_instance_uid": uids["SOPInstanceUID"] or None,
+        "study_instance_uid": uids["StudyInstanceUID"] or None,
+        "sop_class_uid": uids["SOPClassUID"] or None,
+    }
+    if uids["SOPClassUID"] == MEDIA_STORAGE_DIRECTORY:
+        raise Rejected(
+            RejectReason.NOT_AN_INSTANCE,
+            f"{label} is a DICOMDIR (a media directory), not an image; import the "
+            "folder that holds it instead",
+            **partial,
+        )
+    for keyword, tag in (
+        ("SOPClassUID", "(0008,0016) SOP Class UID"),
+        ("SOPInstanceUID", "(0008,0018) SOP Instance UID"),
+        ("StudyInstanceUID", "(0020,000D) Study Instance UID"),
+        ("SeriesInstanceUID", "(0020,000E) Series Instance UID"),
+    ):
+        value = uids[keyword]
+        if not value:
+            raise Rejected(
+                RejectReason.MISSING_ATTRIBUTE,
+                f"{label} has no {tag}; the object cannot be filed without it. "
+                "Check the sending device's export settings",
+                **partial,
+            )
+        if len(value) > UID_MAX or not _UID.match(value):
+            raise Rejected(
+                RejectReason.INVALID_UID,
+                f"{label}: {tag} {value!r} is not a valid UID (digits and dots, at "
+                f"most {UID_MAX} characters); correct the sending device",
+                **partial,
+            )
+
+    if layout.has_meta:
+        meta = _read_meta_uids(staged.path)
+        meta_sop = _clean_uid(meta.get("MediaStorageSOPInstanceUID"))
+        if meta_sop and meta_sop != uids["SOPInstanceUID"]:
+            # Tolerated: the data set's UID is the object's identity and keys it.
+            logger.warning(
+                "%s: (0002,0003) Media Storage SOP Instance UID %s differs from "
+                "(0008,0018) SOP Instance UID %s; filed under the latter",
+                label,
+                meta_sop,
+                uids["SOPInstanceUID"],
+            )
+
+    return _Parsed(
+        layout=layout,
+        transfer_syntax_uid=str(syntax),
+        ds=ds,
+        sop_class_uid=uids["SOPClassUID"],
+        sop_instance_uid=uids["SOPInstanceUID"],
+        study_instance_uid=uids["StudyInstanceUID"],
+        series_instance_uid=uids["SeriesInstanceUID"],
+    )
+
+
+def _read_meta_uids(path: Path) -> FileMetaDataset:
+    from pydicom.filereader import read_file_meta_info
+
+    return read_file_meta_info(path)
+
+
+def _bare_syntax(fp: BinaryIO, declared: str | None) -> UID:
+    """Transfer syntax of a data set without File Meta: declared, else sniffed."""
+    if declared:
+        return UID(declared)
+    # PS3.5 7.1: an explicit VR data set has two letters after the first tag.
+    fp.seek(0)
+    head = fp.read(6)
+    if len(head) == 6 and head[4:6].isalpha() and head[4:6].isupper():
+        return ExplicitVRLittleEndian
+    return ImplicitVRLittleEndian
+
+
+def _clean_uid(value: Any) -> str:
+    if value is None:
+        return ""
+    return str(value).strip().rstrip("\x00").strip()
+
+
+def _wrap_bare_dataset(
+    blobs: BlobStore, staged: StagedBlob, parsed: _Parsed
+) -> StagedBlob:
+    """Stage a PS3.10 file: preamble, File Meta, then the data set unchanged."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID(parsed.sop_class_uid)
+    meta.MediaStorageSOPInstanceUID = UID(parsed.sop_instance_uid)
+    meta.TransferSyntaxUID = UID(parsed.transfer_syntax_uid)
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    header = io.BytesIO()
+    header.write(b"\x00" * PREAMBLE_LENGTH + MAGIC)
+    write_file_meta_info(header, meta, enforce_standard=True)  # type: ignore[arg-type]
+    with open(staged.path, "rb") as body:
+        return blobs.stage(cast(BinaryIO, _Concatenated(header.getvalue(), body)))
+
+
+class _Concatenated:
+    """A read-only stream of some bytes followed by a file."""
+
+    def __init__(self, head: bytes, tail: BinaryIO) -> None:
+        self._head = head
+        self._tail = tail
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            chunk = self._head if size < 0 else self._head[:size]
+            self._head = self._head[len(chunk) :]
+            return chunk
+        return self._tail.read(size)
+
+
+# -- indexing -----------------------------------------------------------------
+
+
+def _index_or_compare(
+    db_session: Session,
+    parsed: _Parsed,
+    staged: StagedBlob,
+    blobs: BlobStore,
+    actor: audit.Actor,
+    label: str,
+    created: bool,
+) -> StoreResult:
+    existing = db_session.execute(
+        select(InstanceRow).where(
+            InstanceRow.sop_instance_uid == parsed.sop_instance_uid
+        )
+    ).scalar_one_or_none()
+    if existing is not None:
+        return _compare_with_stored(
+            db_session, parsed, staged, blobs, actor, label, existing
+        )
+    if not created and not _same_as_blob(blobs, parsed.blob_key, staged):
+        # A blob under this key that nothing indexes is a leftover of an
+        # interrupted store; one with other content is another object.
+        return _quarantine(
+            db_session,
+            parsed,
+            staged,
+            blobs,
+            actor,
+            label,
+            f"a different object with this SOP Instance UID is already in the blob "
+            f"store at {parsed.blob_key}",
+        )
+    instance, study = _index(db_session, parsed, staged, actor)
+    return StoreResult(
+        status=StoreStatus.STORED,
+        sop_instance_uid=parsed.sop_instance_uid,
+        study_instance_uid=parsed.study_instance_uid,
+        sop_class_uid=parsed.sop_class_uid,
+        instance_id=instance.id,
+        study_id=study.id,
+        size_bytes=staged.size,
+    )
+
+
+def _compare_with_stored(
+    db_session: Session,
+    parsed: _Parsed,
+    staged: StagedBlob,
+    blobs: BlobStore,
+    actor: audit.Actor,
+    label: str,
+    existing: InstanceRow,
+) -> StoreResult:
+    same = existing.sha256 == staged.sha256 or _same_as_blob(
+        blobs, existing.blob_key, staged
+    )
+    if same:
+        logger.info(
+            "duplicate of SOP Instance %s from %s; already stored",
+            parsed.sop_instance_uid,
+            _sender(actor),
+        )
+        return StoreResult(
+            status=StoreStatus.DUPLICATE,
+            sop_instance_uid=parsed.sop_instance_uid,
+            study_instance_uid=parsed.study_instance_uid,
+            sop_class_uid=parsed.sop_class_uid,
+            instance_id=existing.id,
+            study_id=existing.study_id,
+            size_bytes=staged.size,
+        )
+    return _quarantine(
+        db_session,
+        parsed,
+        staged,
+        blobs,
+        actor,
+        label,
+        "a different object with this SOP Instance UID was stored on "
+        f"{existing.received_at:%Y-%m-%d %H:%M} UTC",
+    )
+
+
+def _quarantine(
+    db_session: Session,
+    parsed: _Parsed,
+    staged: StagedBlob,
+    blobs: BlobStore,
+    actor: audit.Actor,
+    label: str,
+    conflict: str,
+) -> StoreResult:
+    key = f"quarantine/{parsed.sop_instance_uid}/{staged.sha256}.dcm"
+    blobs.publish(staged, key)
+    reason = (
+        f"{label}: (0008,0018) SOP Instance UID {parsed.sop_instance_uid} is "
+        f"taken: {conflict}. The stored object is kept unchanged and this one is "
+        f"quarantined as {key}; the sending device must give each new object its "
+        "own UID"
+    )
+    row = QuarantinedObject(
+        sop_instance_uid=parsed.sop_instance_uid,
+        study_instance_uid=parsed.study_instance_uid,
+        reason=reason,
+        blob_key=key,
+        size_bytes=staged.size,
+        sha256=staged.sha256,
+        source_ae_title=actor.source_ae_title,
+        received_at=utcnow(),
+    )
+    db_session.add(row)
+    db_session.flush()
+    audit.record(
+        db_session,
+        actor,
+        "imaging.instance.quarantined",
+        "imaging_quarantine",
+        row.id,
+        detail={"sop_instance_uid": parsed.sop_instance_uid, "blob_key": key},
+    )
+    logger.error("quarantined object from %s: %s", _sender(actor), reason)
+    return StoreResult(
+        status=StoreStatus.REJECTED,
+        sop_instance_uid=parsed.sop_instance_uid,
+        study_instance_uid=parsed.study_instance_uid,
+        sop_class_uid=parsed.sop_class_uid,
+        reason=reason,
+        reject=RejectReason.UID_CONFLICT,
+        size_bytes=staged.size,
+    )
+
+
+def _same_as_blob(blobs: BlobStore, key: str, staged: StagedBlob) -> bool:
+    """True if the stored blob's data set equals the staged one, byte for byte.
+
+    Only the data set counts: File Meta written by different senders (or by
+    the C-STORE SCP and by an export) differs for the same object.
+    """
+    if not blobs.exists(key):
+        return False
+    with blobs.open(key) as stored, open(staged.path, "rb") as new:
+        stored_layout = read_layout(stored, blobs.size(key))
+        new_layout = read_layout(new, staged.size)
+        if (
+            stored_layout.transfer_syntax_uid != new_layout.transfer_syntax_uid
+            or stored_layout.size - stored_layout.dataset_offset
+            != new_layout.size - new_layout.dataset_offset
+        ):
+            return False
+        stored.seek(stored_layout.dataset_offset)
+        new.seek(new_layout.dataset_offset)
+        return all(a == b for a, b in zip(_chunks(stored), _chunks(new), strict=True))
+
+
+def _chunks(stream: BinaryIO, size: int = 1 << 20) -> Iterator[bytes]:
+    while chunk := stream.read(size):
+        yield chunk
+
+
+def _text(ds: Dataset, keyword: str, max_length: int = 64) -> str | None:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return None
+    if isinstance(value, MultiValue | list | tuple):
+        text = "\\".join(str(v) for v in value)
+    else:
+        text = str(value)
+    text = text.strip()
+    return text[:max_length] or None
+
+
+def _int(ds: Dataset, keyword: str) -> int | None:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _view_label(ds: Dataset) -> str | None:
+    sequence = ds.get("ViewCodeSequence")
+    if sequence:
+        meaning = sequence[0].get("CodeMeaning")
+        if meaning:
+            return str(meaning).strip()[:64] or None
+    return _text(ds, "AcquisitionDeviceProcessingDescription")
+
+
+def _index(
+    db_session: Session,
+    parsed: _Parsed,
+    staged: StagedBlob,
+    actor: audit.Actor,
+) -> tuple[InstanceRow, Study]:
+    from fetlock.imaging import linking
+
+    ds = parsed.ds
+    now = utcnow()
+
+    # Study: created by its first instance, linked there and then.
+    study = db_session.execute(
+        select(Study).where(Study.study_instance_uid == parsed.study_instance_uid)
+    ).scalar_one_or_none()
+    if study is None:
+        study = Study(
+            study_instance_uid=parsed.study_instance_uid,
+            dicom_patient_id=_text(ds, "PatientID"),
+            dicom_patient_name=_text(ds, "PatientName", 200),
+            dicom_accession_number=_text(ds, "AccessionNumber"),
+            study_date=_text(ds, "StudyDate", 8),
+            study_time=_text(ds, "StudyTime", 16),
+            study_description=_text(ds, "StudyDescription"),
+            study_id=_text(ds, "StudyID", 16),
+            institution_name=_text(ds, "InstitutionName"),
+            source_ae_title=actor.source_ae_title,
+            received_at=now,
+            last_received_at=now,
+        )
+        db_session.add(study)
+        db_session.flush()
+        linking.link_new_study(db_session, study, actor)
+    else:
+        study.last_received_at = now
+        accession = _text(ds, "AccessionNumber")
+        if (
+            study.horse_id is None
+            and accession
+            and (accession != study.dicom_accession_number)
+        ):
+            linking.relink_on_accession(db_session, study, accession, actor)
+
+    # Series.
+    series = db_session.execute(
+        select(Series).where(Series.series_instance_uid == parsed.series_instance_uid)
+    ).scalar_one_or_none()
+    if series is None:
+        series = Series(
+            study_id=study.id,
+            series_instance_uid=parsed.series_instance_uid,
+            modality=_text(ds, "Modality", 16),
+            body_part_examined=_text(ds, "BodyPartExamined", 16),
+            laterality=_text(ds, "Laterality", 16),
+            series_number=_int(ds, "SeriesNumber"),
+            series_description=_text(ds, "SeriesDescription"),
+            protocol_name=_text(ds, "ProtocolName"),
+            station_name=_text(ds, "StationName", 16),
+            manufacturer=_text(ds, "Manufacturer"),
+            received_at=now,
+        )
+        db_session.add(series)
+        db_session.flush()
+    elif series.study_id != study.id:
+        raise Rejected(
+            RejectReason.UID_CONFLICT,
+            f"(0020,000E) Series Instance UID {parsed.series_instance_uid} already "
+            "belongs to another study; the sending device reuses series UIDs",
+            **_uids(parsed),
+        )
+
+    # Instance.
+    instance = InstanceRow(
+        study_id=study.id,
+        series_id=series.id,
+        sop_instance_uid=parsed.sop_instance_uid,
+        sop_class_uid=parsed.sop_class_uid,
+        transfer_syntax_uid=parsed.transfer_syntax_uid,
+        instance_number=_int(ds, "InstanceNumber"),
+        view_position=_text(ds, "ViewPosition", 16),
+        image_laterality=_text(ds, "ImageLaterality", 16),
+        view_label=_view_label(ds),
+        number_of_frames=_int(ds, "NumberOfFrames"),
+        rows=_int(ds, "Rows"),
+        columns=_int(ds, "Columns"),
+        pixel_spacing=_text(ds, "PixelSpacing"),
+        imager_pixel_spacing=_text(ds, "ImagerPixelSpacing"),
+        photometric_interpretation=_text(ds, "PhotometricInterpretation", 16),
+        size_bytes=staged.size,
+        sha256=staged.sha256,
+        blob_key=parsed.blob_key,
+        source_ae_title=actor.source_ae_title,
+        received_at=now,
+    )
+    db_session.add(instance)
+    db_session.flush()
+
+    # Work that follows: the study's thumbnail from its first image, and the
+    # order check once the images stop arriving.
+    if study.thumbnail_blob_key is None and instance.is_image:
+        enqueue(db_session, "thumbnail", study_id=study.id)
+    enqueue(db_session, "study_settled", delay_s=SETTLE_DELAY_S, study_id=study.id)
+    return instance, study

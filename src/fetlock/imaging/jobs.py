@@ -1,0 +1,94 @@
+"""Jobs that follow ingest: the study thumbnail and the settled-study check."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fetlock.audit.service import Actor
+from fetlock.billing import hooks as billing_hooks
+from fetlock.imaging.study_models import Instance, Series, Study
+from fetlock.jobs import JobContext, job
+
+logger = logging.getLogger(__name__)
+
+# Longer side of the chart thumbnail, in pixels.
+THUMBNAIL_SIZE = 256
+
+
+def thumbnail_blob_key(study_instance_uid: str, sop_instance_uid: str) -> str:
+    return f"thumbnails/{study_instance_uid}/{sop_instance_uid}.jpg"
+
+
+def representative_instance(db_session: Session, study_id: int) -> Instance | None:
+    """The study's first image: lowest series number, then instance number."""
+    return (
+        db_session.execute(
+            select(Instance)
+            .join(Series, Series.id == Instance.series_id)
+            .where(Instance.study_id == study_id, Instance.rows.is_not(None))
+            .order_by(
+                Series.series_number.is_(None),
+                Series.series_number,
+                Instance.instance_number.is_(None),
+                Instance.instance_number,
+                Instance.id,
+            )
+            .limit(1)
+        )
+        .scalars()
+        .first()
+    )
+
+
+@job("thumbnail")
+def make_thumbnail(ctx: JobContext, *, study_id: int) -> None:
+    """Render the study's representative thumbnail into the blob store."""
+    from fetlock.imaging.rendering import render_thumbnail
+
+    # Read in a short transaction: rendering takes a while and must not hold
+    # the SQLite write lock.
+    with ctx.database.session() as read_session:
+        study = read_session.get(Study, study_id)
+        if study is None or study.thumbnail_blob_key is not None:
+            return
+        instance = representative_instance(read_session, study_id)
+        if instance is None:
+            return
+        study_uid, sop_uid = study.study_instance_uid, instance.sop_instance_uid
+        source_key = instance.blob_key
+
+    path = ctx.blobs.local_path(source_key)
+    if path is not None:
+        data = render_thumbnail(path, THUMBNAIL_SIZE)
+    else:
+        with ctx.blobs.open(source_key) as stream:
+            data = render_thumbnail(stream, THUMBNAIL_SIZE)
+    key = thumbnail_blob_key(study_uid, sop_uid)
+    ctx.blobs.put_bytes(key, data)
+
+    study = ctx.db_session.get(Study, study_id)
+    if study is not None and study.thumbnail_blob_key is None:
+        study.thumbnail_blob_key = key
+        study.thumbnail_sop_instance_uid = sop_uid
+
+
+@job("study_settled")
+def study_settled(ctx: JobContext, *, study_id: int) -> None:
+    """Tell billing that a linked study's images have arrived.
+
+    Runs a few seconds after the study's last image (the enqueue is debounced),
+    and again if more images come later; the billing hook counts views, so it
+    sees the study as it now is each time.
+    """
+    study = ctx.db_session.get(Study, study_id)
+    if study is None or study.order_id is None:
+        return
+    ae_title = study.source_ae_title
+    actor = Actor(
+        name=f"dicom:{ae_title}" if ae_title else "ingest",
+        source_ae_title=ae_title,
+    )
+    billing_hooks.on_study_received(ctx.db_session, study, actor)

@@ -1,0 +1,223 @@
+"""The job worker: claims due jobs and runs them, one at a time, in a thread.
+
+``fetlock serve`` runs one worker beside the web app. On SQLite it is the
+only worker, so at start it returns every job left ``running`` by a crash to
+the queue; on PostgreSQL other workers may be alive, so only jobs whose lease
+ran out are taken back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+import uuid
+
+from sqlalchemy import delete
+
+from fetlock.config import Settings
+from fetlock.db.base import utcnow
+from fetlock.db.session import Database
+from fetlock.jobs import claim
+from fetlock.jobs.models import Job, JobState
+from fetlock.jobs.registry import (
+    JobContext,
+    backoff_seconds,
+    describe_args,
+    get_spec,
+    load_job_modules,
+)
+from fetlock.jobs.service import wakeup
+from fetlock.storage import BlobStore, get_blob_store
+
+logger = logging.getLogger(__name__)
+
+# Lease used for the claim itself; the job's own lease replaces it at once.
+DEFAULT_LEASE_S = 300.0
+# How often an idle worker looks for jobs enqueued by other processes, and for
+# delayed jobs that became due.
+POLL_INTERVAL_S = 0.5
+# Pause after a database error before the worker tries again.
+ERROR_PAUSE_S = 5.0
+# Longest error text kept on a job row.
+MAX_ERROR_CHARS = 4000
+
+
+class Worker:
+    """Runs durable jobs from the database until stopped."""
+
+    name = "job worker"
+
+    def __init__(
+        self,
+        database: Database,
+        settings: Settings,
+        *,
+        blobs: BlobStore | None = None,
+        poll_interval_s: float = POLL_INTERVAL_S,
+    ) -> None:
+        self.database = database
+        self.settings = settings
+        self.blobs = blobs or get_blob_store(settings)
+        self.poll_interval_s = poll_interval_s
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        load_job_modules()
+
+    # Life cycle.
+
+    def start(self) -> None:
+        self.recover()
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._loop, name="fetlock-job-worker", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        self._stop.set()
+        wakeup.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                logger.warning(
+                    "job worker %s still running a job after %.0f s; leaving it",
+                    self.worker_id,
+                    timeout_s,
+                )
+            self._thread = None
+
+    def recover(self) -> int:
+        """Take back jobs a crashed worker left running; return how many."""
+        with self.database.session() as db_session:
+            now = utcnow()
+            if self.database.is_sqlite:
+                released = claim.release_all_running(db_session, now)
+            else:
+                released = claim.release_expired(db_session, now)
+        if released:
+            logger.info("returned %d interrupted jobs to the queue", released)
+        return released
+
+    def _loop(self) -> None:
+        logger.info("job worker %s started", self.worker_id)
+        last_sweep = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                if time.monotonic() - last_sweep > DEFAULT_LEASE_S / 10:
+                    with self.database.session() as db_session:
+                        claim.release_expired(db_session, utcnow())
+                    last_sweep = time.monotonic()
+                ran = self.run_one()
+            except Exception:
+                logger.exception(
+                    "job worker %s could not reach the database; retrying in %.0f s",
+                    self.worker_id,
+                    ERROR_PAUSE_S,
+                )
+                self._stop.wait(ERROR_PAUSE_S)
+                continue
+            if not ran:
+                wakeup.wait(self.poll_interval_s)
+                wakeup.clear()
+        logger.info("job worker %s stopped", self.worker_id)
+
+    # Running jobs.
+
+    def run_pending(self, max_jobs: int = 10_000) -> int:
+        """Run due jobs in the calling thread until none is due; return how many."""
+        count = 0
+        while count < max_jobs and self.run_one():
+            count += 1
+        return count
+
+    def run_one(self) -> bool:
+        """Claim and run one due job; False when none is due."""
+        with self.database.session() as db_session:
+            job = claim.claim_due(db_session, self.worker_id, utcnow(), DEFAULT_LEASE_S)
+            if job is None:
+                return False
+            job_id, name, attempt = job.id, job.name, job.attempts
+            args = json.loads(job.args_json)
+            spec = get_spec(name)
+            if spec is not None:
+                job.lease_until = utcnow() + dt.timedelta(seconds=spec.lease_s)
+
+        if spec is None:
+            self._failed(
+                job_id,
+                f"no job function named {name!r} is registered in this version of "
+                "Fetlock; upgrade the worker or retry the job from the jobs page",
+                max_attempts=0,
+            )
+            return True
+
+        started = time.monotonic()
+        try:
+            with self.database.session() as db_session:
+                context = JobContext(
+                    db_session=db_session,
+                    database=self.database,
+                    settings=self.settings,
+                    blobs=self.blobs,
+                    job_id=job_id,
+                    attempt=attempt,
+                )
+                spec.function(context, **args)
+                db_session.execute(
+                    delete(Job).where(
+                        Job.id == job_id, Job.claimed_by == self.worker_id
+                    )
+                )
+        except Exception as exc:
+            logger.warning(
+                "job %d %s(%s) failed on attempt %d: %s",
+                job_id,
+                name,
+                describe_args(args),
+                attempt,
+                exc,
+            )
+            self._failed(job_id, _error_text(exc), max_attempts=spec.max_attempts)
+            return True
+        logger.debug(
+            "job %d %s(%s) done in %.3f s",
+            job_id,
+            name,
+            describe_args(args),
+            time.monotonic() - started,
+        )
+        return True
+
+    def _failed(self, job_id: int, error: str, *, max_attempts: int) -> None:
+        with self.database.session() as db_session:
+            job = db_session.get(Job, job_id)
+            if job is None or job.claimed_by != self.worker_id:
+                return
+            now = utcnow()
+            job.last_error = error[-MAX_ERROR_CHARS:]
+            job.lease_until = None
+            job.updated_at = now
+            if job.attempts >= max_attempts:
+                job.state = JobState.PARKED
+                logger.error(
+                    "job %d %s parked after %d attempts; see the jobs page",
+                    job.id,
+                    job.name,
+                    job.attempts,
+                )
+            else:
+                job.state = JobState.PENDING
+                job.run_after = now + dt.timedelta(
+                    seconds=backoff_seconds(job.attempts)
+                )
+
+
+def _error_text(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc))

@@ -1,0 +1,97 @@
+"""What every blob store offers, whatever keeps the bytes.
+
+Writing is two steps, so that nothing half-written is ever visible under a
+key: ``stage`` copies the incoming bytes into a private staging file (durable
+once it returns) while computing their SHA-256, and ``publish`` makes the
+staged file appear under its key in one atomic step, refusing to replace a
+blob that is already there. Derived files that may be regenerated, such as
+thumbnails, go through ``put_bytes`` instead, which replaces atomically.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+# One key segment: letters, digits, dot, dash, underscore; never "." or "..".
+_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
+MAX_KEY_LENGTH = 255
+
+
+class InvalidBlobKey(ValueError):
+    """A key with characters or segments that could escape the store."""
+
+
+@dataclass
+class StagedBlob:
+    """Bytes copied into the store's staging area, not yet under any key.
+
+    ``owned`` is True when the store created ``path`` and must remove it on
+    ``discard``; a consumed temporary file of the caller is left to its owner.
+    """
+
+    path: Path
+    size: int
+    sha256: str
+    owned: bool = True
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it is a safe relative key, else raise InvalidBlobKey."""
+    segments = key.split("/")
+    if (
+        not key
+        or len(key) > MAX_KEY_LENGTH
+        or not all(_SEGMENT.match(s) for s in segments)
+    ):
+        raise InvalidBlobKey(
+            f"blob key {key!r} is not allowed; use '/'-separated segments of "
+            f"letters, digits, '.', '-' and '_', at most {MAX_KEY_LENGTH} "
+            "characters in all"
+        )
+    return key
+
+
+class BlobStore(Protocol):
+    """Storage of immutable blobs by key."""
+
+    def stage(self, source: BinaryIO | Path, *, consume: bool = False) -> StagedBlob:
+        """Copy ``source`` into staging durably and hash it.
+
+        With ``consume`` the caller hands over a temporary file it will not
+        change again, and the store may take it without copying.
+        """
+        ...
+
+    def publish(self, staged: StagedBlob, key: str) -> bool:
+        """Store ``staged`` under ``key``; False (nothing changed) if it exists."""
+        ...
+
+    def discard(self, staged: StagedBlob) -> None:
+        """Forget a staged blob that will not be published."""
+        ...
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Store (or atomically replace) a small derived blob."""
+        ...
+
+    def open(self, key: str) -> BinaryIO:
+        """Open a stored blob for reading; FileNotFoundError if absent."""
+        ...
+
+    def iter_chunks(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """Yield a stored blob's bytes in chunks."""
+        ...
+
+    def local_path(self, key: str) -> Path | None:
+        """Return a filesystem path to the blob, or None for remote stores."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def size(self, key: str) -> int: ...
+
+    def delete(self, key: str) -> None: ...
