@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from fetlock.audit import service as audit
 from fetlock.auth import service
 from fetlock.auth.models import Role, User
-from fetlock.web.deps import client_address, get_database, get_db_session
+from fetlock.web.deps import client_address, get_db_session
 
 SESSION_COOKIE = "fetlock_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -84,19 +84,23 @@ def get_principal(
 
 
 def _audit_denied(
-    request: Request, principal: Principal, roles: tuple[Role, ...]
+    request: Request,
+    db_session: Session,
+    principal: Principal,
+    roles: tuple[Role, ...],
 ) -> None:
-    # A separate transaction, because the request's own one is rolled back by
-    # the 403 that follows.
-    with get_database(request).session() as db_session:
-        audit.record(
-            db_session,
-            principal.actor,
-            "access.denied",
-            "route",
-            f"{request.method} {request.url.path}",
-            detail={"role": principal.user.role, "required": [r.value for r in roles]},
-        )
+    # Committed at once in the request's own session: the 403 that follows
+    # rolls that session back. A second session would wait forever on SQLite,
+    # where the request's session already holds the write lock.
+    audit.record(
+        db_session,
+        principal.actor,
+        "access.denied",
+        "route",
+        f"{request.method} {request.url.path}",
+        detail={"role": principal.user.role, "required": [r.value for r in roles]},
+    )
+    db_session.commit()
 
 
 def require_roles(
@@ -112,13 +116,15 @@ def require_roles(
     """
 
     async def dependency(
-        request: Request, principal: Principal = Depends(get_principal)
+        request: Request,
+        principal: Principal = Depends(get_principal),
+        db_session: Session = Depends(get_db_session),
     ) -> Principal:
         allowed = (
             principal.has_role(*roles) if admins else principal.user.role_enum in roles
         )
         if not allowed:
-            _audit_denied(request, principal, roles)
+            _audit_denied(request, db_session, principal, roles)
             names = ", ".join(r.value for r in roles) or "admin"
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
