@@ -87,6 +87,18 @@ class Settings(BaseSettings):
         default=False,
         description="Mark cookies Secure; enable when served over HTTPS.",
     )
+    dicomweb_cors_origins: str = Field(
+        default="",
+        description=(
+            "Comma-separated origins (e.g. https://viewer.example.org) whose "
+            "browser pages may call /dicomweb, for an external OHIF viewer. "
+            "Empty allows none; '*' allows any."
+        ),
+    )
+    dicomweb_max_upload_bytes: int = Field(
+        default=4 * 1024**3,
+        description="Largest STOW-RS request body accepted, in bytes.",
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -136,6 +148,10 @@ class Settings(BaseSettings):
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+    @property
+    def dicomweb_cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.dicomweb_cors_origins.split(",") if o.strip()]
 
     def effective_secret_key(self) -> str:
         """Return the configured secret, or one kept in the data directory."""

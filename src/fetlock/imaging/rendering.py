@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import shutil
+import struct
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -570,17 +571,81 @@ def _bounded_fragments(buffer: BinaryIO) -> Iterator[bytes]:
             return
 
 
-def _open_at_pixel_data(source: str | os.PathLike[str] | BinaryIO) -> BinaryIO:
-    """Return a file positioned at the value of (7FE0,0010) Pixel Data.
+@dataclass(frozen=True)
+class PixelDataLocation:
+    """Where the value of the pixel data element starts in a file.
 
-    Encapsulated pixel data is always explicit VR little endian with an
-    undefined length, so the element header is 12 bytes.
+    ``length`` is None for encapsulated (undefined length) pixel data, whose
+    value starts with the Basic Offset Table item (PS3.5 A.4).
     """
-    f = cast(BinaryIO, source) if hasattr(source, "read") else open(source, "rb")  # noqa: SIM115
+
+    tag: int
+    VR: str
+    offset: int
+    length: int | None
+    transfer_syntax: UID
+
+    @property
+    def is_encapsulated(self) -> bool:
+        return self.length is None
+
+
+_PIXEL_DATA_TAGS = {0x7FE00008: "OF", 0x7FE00009: "OD", 0x7FE00010: "OW"}
+
+
+def locate_pixel_data(f: BinaryIO) -> tuple[Dataset, PixelDataLocation | None]:
+    """Read the header of the file `f` and find its pixel data value.
+
+    Returns the header (everything before the pixel data) and the location,
+    or None when the object has no pixel data. `f` is left at the value.
+
+    Raises
+    ------
+    RenderError
+        The file is deflated (no byte offsets exist) or the element after the
+        header is cut short.
+    """
     f.seek(0)
-    dcmread(f, stop_before_pixels=True, force=True)
-    header = f.read(12)
-    if len(header) < 12 or header[:4] != b"\xe0\x7f\x10\x00":
+    header = dcmread(f, stop_before_pixels=True, force=True)
+    syntax = _transfer_syntax(header)
+    if syntax is None or syntax == DeflatedExplicitVRLittleEndian:
+        raise RenderError(
+            f"transfer syntax {syntax!r} has no byte offsets for its pixel data; "
+            "read the whole dataset instead"
+        )
+    endian = "<" if syntax.is_little_endian else ">"
+    raw = f.read(8)
+    if len(raw) < 8:
+        return header, None
+    group, element = struct.unpack(f"{endian}HH", raw[:4])
+    tag = (group << 16) | element
+    if tag not in _PIXEL_DATA_TAGS:
+        return header, None
+    if syntax.is_implicit_VR:
+        (length,) = struct.unpack(f"{endian}L", raw[4:8])
+        VR = _PIXEL_DATA_TAGS[tag]
+        if tag == 0x7FE00010 and int(header.get("BitsAllocated") or 16) <= 8:
+            VR = "OB"
+    else:
+        VR = raw[4:6].decode("ascii", errors="replace")
+        more = f.read(4)
+        if len(more) < 4:
+            raise RenderError("the pixel data element header is cut short")
+        (length,) = struct.unpack(f"{endian}L", more)
+    return header, PixelDataLocation(
+        tag=tag,
+        VR=VR,
+        offset=f.tell(),
+        length=None if length == 0xFFFFFFFF else length,
+        transfer_syntax=syntax,
+    )
+
+
+def _open_at_pixel_data(source: str | os.PathLike[str] | BinaryIO) -> BinaryIO:
+    """Return a file positioned at the encapsulated pixel data value."""
+    f = cast(BinaryIO, source) if hasattr(source, "read") else open(source, "rb")  # noqa: SIM115
+    _, location = locate_pixel_data(f)
+    if location is None or not location.is_encapsulated:
         raise RenderError("no encapsulated (7FE0,0010) Pixel Data after the header")
     return f
 

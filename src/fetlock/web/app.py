@@ -24,6 +24,7 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 ROUTE_MODULES = (
     "fetlock.auth.routes",
     "fetlock.practice.routes",
+    "fetlock.dicomweb.routes",
 )
 
 

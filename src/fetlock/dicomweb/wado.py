@@ -1,0 +1,426 @@
+"""WADO-RS retrieval from the blob store (PS3.18 10.4).
+
+Instances are sent exactly as stored (their bytes never change) unless the
+client asks for Explicit VR Little Endian by name and the stored syntax
+differs; then the instance is decompressed for that response only. Frames
+are cut out of the stored pixel data: the stored compressed bytes when the
+client accepts the compressed media type (or ``transfer-syntax=*``), else
+decoded to native little-endian values.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import numpy as np
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.encaps import get_frame
+from pydicom.pixels import pack_bits
+from pydicom.uid import (
+    UID,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fetlock.dicomweb.json_model import (
+    JsonDataset,
+    attribute,
+    dataset_to_json,
+    merge,
+    tag_key,
+)
+from fetlock.dicomweb.multipart import MediaType
+from fetlock.imaging.rendering import (
+    PixelDataLocation,
+    RenderError,
+    decode_frame,
+    locate_pixel_data,
+)
+from fetlock.imaging.study_models import Instance, Series, Study
+from fetlock.storage import BlobStore
+from fetlock.web.errors import DomainError, NotFound
+
+logger = logging.getLogger(__name__)
+
+AvailableTransferSyntaxUID = 0x00083002
+
+# PS3.18 Table 8.7.3-3 and -4: the single-frame media type of each
+# compressed transfer syntax.
+FRAME_MEDIA_TYPES: dict[str, str] = {
+    "1.2.840.10008.1.2.4.50": "image/jpeg",
+    "1.2.840.10008.1.2.4.51": "image/jpeg",
+    "1.2.840.10008.1.2.4.57": "image/jpeg",
+    "1.2.840.10008.1.2.4.70": "image/jpeg",
+    "1.2.840.10008.1.2.4.80": "image/jls",
+    "1.2.840.10008.1.2.4.81": "image/jls",
+    "1.2.840.10008.1.2.4.90": "image/jp2",
+    "1.2.840.10008.1.2.4.91": "image/jp2",
+    "1.2.840.10008.1.2.4.92": "image/jpx",
+    "1.2.840.10008.1.2.4.93": "image/jpx",
+    "1.2.840.10008.1.2.4.201": "image/jphc",
+    "1.2.840.10008.1.2.4.202": "image/jphc",
+    "1.2.840.10008.1.2.4.203": "image/jphc",
+    "1.2.840.10008.1.2.5": "image/dicom-rle",
+}
+_NATIVE_SYNTAXES = frozenset({ExplicitVRLittleEndian, ImplicitVRLittleEndian})
+
+
+class NotAcceptable(DomainError):
+    """No representation the client accepts can be produced (HTTP 406)."""
+
+    status_code = 406
+
+
+@dataclass(frozen=True)
+class Located:
+    """An indexed instance with its series and study."""
+
+    instance: Instance
+    series: Series
+    study: Study
+
+
+def find_instances(
+    db_session: Session,
+    study_uid: str,
+    series_uid: str | None = None,
+    sop_uid: str | None = None,
+) -> list[Located]:
+    """Return the instances under a study, series or single instance.
+
+    Raises
+    ------
+    NotFound
+        Naming the first UID that matches nothing.
+    """
+    statement = (
+        select(Instance, Series, Study)
+        .join(Series, Series.id == Instance.series_id)
+        .join(Study, Study.id == Instance.study_id)
+        .where(Study.study_instance_uid == study_uid)
+        .order_by(Series.series_number.is_(None), Series.series_number, Series.id)
+        .order_by(
+            Instance.instance_number.is_(None), Instance.instance_number, Instance.id
+        )
+    )
+    if series_uid is not None:
+        statement = statement.where(Series.series_instance_uid == series_uid)
+    if sop_uid is not None:
+        statement = statement.where(Instance.sop_instance_uid == sop_uid)
+    rows = [Located(*row) for row in db_session.execute(statement)]
+    if rows:
+        return rows
+
+    # Say which UID is unknown.
+    study = db_session.execute(
+        select(Study.id).where(Study.study_instance_uid == study_uid)
+    ).scalar_one_or_none()
+    if study is None:
+        raise NotFound(
+            f"no study with (0020,000D) Study Instance UID {study_uid}",
+            field="StudyInstanceUID",
+            value=study_uid,
+        )
+    if series_uid is not None and sop_uid is None:
+        raise NotFound(
+            f"study {study_uid} has no series with (0020,000E) Series Instance "
+            f"UID {series_uid}",
+            field="SeriesInstanceUID",
+            value=series_uid,
+        )
+    raise NotFound(
+        f"no instance with (0008,0018) SOP Instance UID {sop_uid} in series "
+        f"{series_uid} of study {study_uid}",
+        field="SOPInstanceUID",
+        value=sop_uid,
+    )
+
+
+# -- negotiation ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InstanceChoice:
+    """How to send instances: as stored, or decompressed to Explicit VR LE."""
+
+    transcode: bool
+
+
+def choose_instance_representation(
+    accept: Sequence[MediaType], stored_syntaxes: set[str]
+) -> InstanceChoice:
+    """Pick the representation for instance retrieval (PS3.18 8.7.3.5).
+
+    Raises
+    ------
+    NotAcceptable
+        The client accepts neither the stored syntax nor Explicit VR Little
+        Endian.
+    """
+    for media in accept:
+        part_type = media.params.get("type", "application/dicom").lower()
+        if media.type in ("*/*", "multipart/*"):
+            return InstanceChoice(transcode=False)
+        if media.type not in ("multipart/related", "application/dicom"):
+            continue
+        if media.type == "multipart/related" and part_type not in (
+            "application/dicom",
+            "*/*",
+        ):
+            continue
+        syntax = media.params.get("transfer-syntax", "*")
+        if syntax == "*" or stored_syntaxes <= {syntax}:
+            return InstanceChoice(transcode=False)
+        if syntax == ExplicitVRLittleEndian:
+            return InstanceChoice(transcode=True)
+    raise NotAcceptable(
+        "none of the accepted media types can be returned; accept "
+        "'multipart/related; type=\"application/dicom\"; transfer-syntax=*' "
+        f"(stored as {', '.join(sorted(stored_syntaxes))}) or "
+        f"transfer-syntax={ExplicitVRLittleEndian}",
+        field="Accept",
+        value=", ".join(m.type for m in accept),
+    )
+
+
+@dataclass(frozen=True)
+class FrameChoice:
+    """How to send frames: the stored bytes with a media type, or decoded."""
+
+    stored: bool
+    media_type: str
+
+
+def choose_frame_representation(
+    accept: Sequence[MediaType], stored_syntax: str
+) -> FrameChoice:
+    """Pick the frame representation (PS3.18 8.7.3.3 and 8.7.4).
+
+    Raises
+    ------
+    NotAcceptable
+        The client accepts neither the stored compressed type nor
+        uncompressed ``application/octet-stream``.
+    """
+    compressed_type = FRAME_MEDIA_TYPES.get(stored_syntax)
+    for media in accept:
+        if media.type in ("*/*", "multipart/*"):
+            return FrameChoice(stored=False, media_type="application/octet-stream")
+        if media.type != "multipart/related":
+            continue
+        part_type = media.params.get("type", "application/octet-stream").lower()
+        syntax = media.params.get("transfer-syntax")
+        if part_type == "application/octet-stream":
+            if syntax == "*" or (syntax == stored_syntax and compressed_type is None):
+                return FrameChoice(stored=True, media_type="application/octet-stream")
+            if syntax in (None, ExplicitVRLittleEndian):
+                return FrameChoice(stored=False, media_type="application/octet-stream")
+            continue
+        if compressed_type is not None and part_type == compressed_type:
+            if syntax in (None, "*", stored_syntax):
+                return FrameChoice(stored=True, media_type=compressed_type)
+    offered = (
+        f"'multipart/related; type=\"{compressed_type}\"' or "
+        if compressed_type
+        else ""
+    )
+    raise NotAcceptable(
+        "none of the accepted media types can be returned for these frames; "
+        f"accept {offered}'multipart/related; type=\"application/octet-stream\"' "
+        f"(the pixel data is stored as {stored_syntax})",
+        field="Accept",
+        value=", ".join(m.type for m in accept),
+    )
+
+
+def part_content_type(media_type: str, transfer_syntax: str) -> str:
+    return f"{media_type}; transfer-syntax={transfer_syntax}"
+
+
+# -- instances --------------------------------------------------------------
+
+
+def transcode_to_explicit_little_endian(blobs: BlobStore, blob_key: str) -> bytes:
+    """Return the instance decompressed to Explicit VR Little Endian.
+
+    Used only when a client names that syntax; the stored file is unchanged.
+    """
+    with blobs.open(blob_key) as stream:
+        ds = dcmread(stream)
+    syntax = UID(ds.file_meta.TransferSyntaxUID)
+    try:
+        if syntax.is_compressed:
+            ds.decompress()
+    except Exception as exc:
+        raise NotAcceptable(
+            f"the instance stored as {syntax.name} cannot be decompressed for "
+            f"transfer-syntax={ExplicitVRLittleEndian} ({exc}); accept "
+            "transfer-syntax=* to get it as stored",
+            field="Accept",
+            value=str(ExplicitVRLittleEndian),
+        ) from exc
+    out = io.BytesIO()
+    ds.save_as(out, implicit_vr=False, little_endian=True, enforce_file_format=True)
+    return out.getvalue()
+
+
+# -- frames -----------------------------------------------------------------
+
+
+def parse_frame_list(text: str, number_of_frames: int | None) -> list[int]:
+    """Return one-based frame numbers from ``1,3,5`` (PS3.18 8.3.1.2.4)."""
+    frames: list[int] = []
+    for piece in text.split(","):
+        piece = piece.strip()
+        if not piece.isdigit() or int(piece) < 1:
+            raise DomainError(
+                f"frame list {text!r} is invalid: {piece!r} is not a frame number; "
+                "use one-based numbers separated by commas, e.g. 1,2,3",
+                field="frames",
+                value=text,
+            )
+        frames.append(int(piece))
+    total = number_of_frames or 1
+    beyond = [n for n in frames if n > total]
+    if beyond:
+        raise NotFound(
+            f"frame {beyond[0]} does not exist; the instance has {total} frame(s), "
+            f"numbered 1 to {total}",
+            field="frames",
+            value=text,
+        )
+    return frames
+
+
+def _open_local(blobs: BlobStore, blob_key: str) -> BinaryIO:
+    path = blobs.local_path(blob_key)
+    return open(path, "rb") if path is not None else blobs.open(blob_key)  # noqa: SIM115
+
+
+def iter_frames(
+    blobs: BlobStore, blob_key: str, numbers: Sequence[int], *, stored: bool
+) -> Iterator[bytes]:
+    """Yield each requested frame's bytes (one-based numbers), lazily.
+
+    ``stored`` yields the frame as kept in the file (compressed bytes for
+    encapsulated syntaxes); otherwise native little-endian values.
+    """
+    with _open_local(blobs, blob_key) as f:
+        try:
+            header, location = locate_pixel_data(f)
+        except RenderError:
+            header, location = Dataset(), None
+        if location is None:
+            # Deflated or no pixel data: decode from the whole dataset.
+            yield from _decoded_frames(blobs, blob_key, numbers)
+            return
+        frames = int(header.get("NumberOfFrames") or 1)
+        for number in numbers:
+            yield _one_frame(
+                f, header, location, number - 1, frames, stored, blobs, blob_key
+            )
+
+
+def _one_frame(
+    f: BinaryIO,
+    header: Dataset,
+    location: PixelDataLocation,
+    index: int,
+    frames: int,
+    stored: bool,
+    blobs: BlobStore,
+    blob_key: str,
+) -> bytes:
+    if location.is_encapsulated:
+        if stored:
+            f.seek(location.offset)
+            return get_frame(f, index, number_of_frames=frames)
+        return _decode_one(blobs, blob_key, index, header)
+
+    syntax = location.transfer_syntax
+    bits = int(header.get("BitsAllocated") or 8)
+    if syntax in _NATIVE_SYNTAXES and bits % 8 == 0:
+        rows = int(header.get("Rows") or 0)
+        columns = int(header.get("Columns") or 0)
+        samples = int(header.get("SamplesPerPixel") or 1)
+        length = rows * columns * samples * bits // 8
+        f.seek(location.offset + index * length)
+        return f.read(length)
+    return _decode_one(blobs, blob_key, index, header)
+
+
+def _decode_one(blobs: BlobStore, blob_key: str, index: int, header: Dataset) -> bytes:
+    with _open_local(blobs, blob_key) as f:
+        array = decode_frame(f, index)
+    if int(header.get("BitsAllocated") or 8) == 1:
+        return pack_bits(array)
+    return array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
+def _decoded_frames(
+    blobs: BlobStore, blob_key: str, numbers: Sequence[int]
+) -> Iterator[bytes]:
+    for number in numbers:
+        with _open_local(blobs, blob_key) as f:
+            array: np.ndarray = decode_frame(f, number - 1)
+        yield array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
+# -- metadata ---------------------------------------------------------------
+
+
+def instance_metadata(
+    blobs: BlobStore, located: Located, instance_url: str
+) -> JsonDataset:
+    """Return the instance's attributes as DICOM JSON, bulk data as URIs.
+
+    Pixel data gets a BulkDataURI naming the frames resource (every frame),
+    other large binary values one naming the bulkdata resource.
+    """
+    with _open_local(blobs, located.instance.blob_key) as f:
+        try:
+            header, location = locate_pixel_data(f)
+        except RenderError:
+            f.seek(0)
+            header = dcmread(f, stop_before_pixels=True, force=True)
+            location = None
+
+    def bulk_uri(tag: int) -> str:
+        return f"{instance_url}/bulkdata/{tag_key(tag)}"
+
+    values = dataset_to_json(header, bulk_data_uri=bulk_uri)
+    extra: list[JsonDataset] = [
+        attribute(
+            AvailableTransferSyntaxUID, located.instance.transfer_syntax_uid, "UI"
+        )
+    ]
+    if location is not None:
+        frames = int(header.get("NumberOfFrames") or 1)
+        frame_list = ",".join(str(n) for n in range(1, frames + 1))
+        extra.append(
+            {
+                tag_key(location.tag): {
+                    "vr": location.VR,
+                    "BulkDataURI": f"{instance_url}/frames/{frame_list}",
+                }
+            }
+        )
+    return merge(values, *extra)
+
+
+def bulk_value(blobs: BlobStore, blob_key: str, tag: int) -> bytes | None:
+    """Return the value of a top-level element, or None if absent."""
+    with _open_local(blobs, blob_key) as f:
+        ds = dcmread(f, force=True)
+    element = ds.get(tag)
+    if element is None or element.value is None:
+        return None
+    value = element.value
+    return bytes(value) if isinstance(value, bytes | bytearray) else None
