@@ -19,8 +19,8 @@ export interface ExternalViewerLink {
 }
 
 export interface KeyImageApi {
-  /** POST {instance_id, sop_instance_uid, caption} marks an image as key. */
-  url: string;
+  /** The reporting API's list of this study's reports. */
+  reportsUrl: string;
   /** Instance ids by SOP Instance UID, as the reporting API names images. */
   instanceIds: Record<string, number>;
 }

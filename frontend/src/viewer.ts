@@ -24,6 +24,7 @@ import { init as loaderInit } from "@cornerstonejs/dicom-image-loader";
 import * as tools from "@cornerstonejs/tools";
 
 import { readConfig, type StudySummary, type ViewerConfig } from "./config";
+import { markKeyImage as sendKeyImage } from "./key-images";
 import { formatDate, keepOffline, markViewed } from "./offline-cache";
 import {
   effectiveBudget,
@@ -685,48 +686,27 @@ function clearMeasurements(): void {
 async function markKeyImage(): Promise<void> {
   const config = state.config!;
   const pane = activePane();
-  if (!pane) {
+  if (!pane || !config.keyImages) {
     return;
   }
   const image = currentImage(pane);
-  const detail = {
-    studyInstanceUID: image.studyInstanceUID,
-    seriesInstanceUID: image.seriesInstanceUID,
-    sopInstanceUID: image.sopInstanceUID,
-    frame: pane.viewport.getCurrentImageIdIndex() + 1,
-    instanceId: config.keyImages?.instanceIds[image.sopInstanceUID] ?? null,
-  };
-  document.dispatchEvent(new CustomEvent("fetlock:key-image", { detail }));
-  if (!config.keyImages) {
-    return;
-  }
-  const caption = (document.getElementById("key-caption") as HTMLInputElement | null)?.value ?? "";
-  const response = await fetch(config.keyImages.url, {
-    method: "POST",
-    credentials: "same-origin",
-    headers: {
-      "Content-Type": "application/json",
-      Accept: "application/json",
-      "X-CSRF-Token": config.csrfToken ?? "",
-    },
-    body: JSON.stringify({
-      instance_id: detail.instanceId,
-      sop_instance_uid: detail.sopInstanceUID,
+  const caption =
+    (document.getElementById("key-caption") as HTMLInputElement | null)?.value ||
+    image.viewLabel;
+  try {
+    await sendKeyImage(config.keyImages, config.csrfToken, {
+      studyInstanceUID: image.studyInstanceUID,
+      seriesInstanceUID: image.seriesInstanceUID,
+      sopInstanceUID: image.sopInstanceUID,
+      frame: pane.viewport.getCurrentImageIdIndex() + 1,
+      instanceId: config.keyImages.instanceIds[image.sopInstanceUID] ?? null,
       caption,
-    }),
-  });
-  if (response.ok) {
+    });
     state.keyImages.push(image.sopInstanceUID);
-    setStatus(`Marked ${pane.source.caption} as a key image.`);
+    setStatus(`Marked ${pane.source.caption} as a key image of the draft report.`);
     updateOverlay(pane);
-  } else {
-    let message = `${response.status}`;
-    try {
-      message = ((await response.json()) as { detail?: string }).detail ?? message;
-    } catch {
-      // Not JSON: keep the status code.
-    }
-    setStatus(`Could not mark the key image: ${message}`);
+  } catch (error) {
+    setStatus(`Could not mark the key image: ${error instanceof Error ? error.message : error}`);
   }
 }
 

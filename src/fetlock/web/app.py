@@ -25,6 +25,7 @@ ROUTE_MODULES = (
     "fetlock.auth.routes",
     "fetlock.practice.routes",
     "fetlock.dicomweb.routes",
+    "fetlock.viewer.routes",
 )
 
 

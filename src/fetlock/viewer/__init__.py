@@ -1,0 +1,1 @@
+"""The diagnostic image viewer: its page, service worker and offline support."""
