@@ -11,6 +11,7 @@ from fetlock.imaging import models as imaging_models
 from fetlock.imaging import study_models as imaging_study_models
 from fetlock.jobs import models as jobs_models
 from fetlock.practice import models as practice_models
+from fetlock.reporting import models as reporting_models
 
 __all__ = [
     "counters",
@@ -21,4 +22,5 @@ __all__ = [
     "imaging_study_models",
     "jobs_models",
     "practice_models",
+    "reporting_models",
 ]

@@ -25,7 +25,7 @@ from fetlock.db.session import Database
 from fetlock.storage import BlobStore
 
 # Modules whose import registers job functions; the worker imports them all.
-JOB_MODULES = ("fetlock.imaging.jobs",)
+JOB_MODULES = ("fetlock.imaging.jobs", "fetlock.reporting.jobs")
 
 # Default retry policy: the n-th failure waits BACKOFF_BASE_S * 2**(n-1)
 # seconds, at most BACKOFF_MAX_S; after MAX_ATTEMPTS failures the job is

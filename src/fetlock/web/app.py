@@ -24,8 +24,13 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 ROUTE_MODULES = (
     "fetlock.auth.routes",
     "fetlock.practice.routes",
+    "fetlock.billing.routes",
     "fetlock.dicomweb.routes",
+    "fetlock.reporting.routes",
     "fetlock.viewer.routes",
+    "fetlock.imaging.study_routes",
+    "fetlock.imaging.reconcile_routes",
+    "fetlock.jobs.routes",
 )
 
 

@@ -1,0 +1,1 @@
+"""Radiology reporting: reading queue, structured reports, sign-off, search."""

@@ -1,0 +1,408 @@
+"""Findings search across horses: the word index and the query.
+
+Each signed report's findings (limb, structure, finding, their synonyms,
+location and free-text detail), impression and recommendations are folded to
+lower-case ASCII words and stored one row per distinct word in
+``report_search_token``. A query word matches every indexed word it is a
+prefix of, through a range condition (``token >= 'navic' AND token <
+'navid'``) that both SQLite and PostgreSQL answer from the primary-key
+B-tree; words are ANDed. Structured filters (limb, region, finding, grade...)
+read the coded columns of ``report_finding`` and the copied context columns
+of ``report``. The SQL is plain and portable: no FTS5, no tsvector.
+
+Tokens hold only ``[a-z0-9]``, so their order is the same under the C
+collation and under the usual PostgreSQL locales, and the prefix's upper
+bound computed by :func:`prefix_upper_bound` is right on both.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
+
+from fetlock.auth.models import User
+from fetlock.imaging.study_models import Study
+from fetlock.practice.models import Horse
+from fetlock.reporting.models import (
+    TOKEN_MAX,
+    Report,
+    ReportFinding,
+    ReportKind,
+    ReportSearchToken,
+    ReportStatus,
+)
+
+# Letters that Unicode decomposition does not reduce to ASCII.
+_SPECIAL_FOLDS = str.maketrans(
+    {
+        "ß": "ss",
+        "æ": "ae",
+        "œ": "oe",
+        "ø": "o",
+        "đ": "d",
+        "ð": "d",
+        "þ": "th",
+        "ł": "l",
+        "ı": "i",
+    }
+)
+_NON_WORD = re.compile(r"[^a-z0-9]+")
+# Words this short say nothing on their own ("of", "a") and match too much.
+MIN_TOKEN_LENGTH = 2
+# Results are counted up to this many; the page says "more than" beyond it.
+COUNT_CAP = 1000
+MAX_PAGE_SIZE = 100
+# The CSV export stops after this many rows.
+EXPORT_LIMIT = 10_000
+
+
+def fold(text: str) -> str:
+    """Return ``text`` lower-cased, accents removed, non-alphanumerics as spaces."""
+    lowered = text.lower().translate(_SPECIAL_FOLDS)
+    decomposed = unicodedata.normalize("NFKD", lowered)
+    ascii_only = decomposed.encode("ascii", "ignore").decode("ascii")
+    return _NON_WORD.sub(" ", ascii_only).strip()
+
+
+def _stem(word: str) -> str:
+    # A light plural rule, applied to indexed and queried words alike, so that
+    # "changes" finds "change" and "sesamoids" finds "sesamoid".
+    if len(word) > 4 and word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
+def words(text: str) -> list[str]:
+    """Return the search words of ``text`` in order, folded and stemmed."""
+    return [
+        _stem(w)[:TOKEN_MAX] for w in fold(text).split() if len(w) >= MIN_TOKEN_LENGTH
+    ]
+
+
+def tokens(texts: Iterable[str]) -> set[str]:
+    """Return the distinct search words of several texts."""
+    result: set[str] = set()
+    for text in texts:
+        result.update(words(text))
+    return result
+
+
+def prefix_upper_bound(prefix: str) -> str | None:
+    """Return the smallest ``[a-z0-9]`` string after every word starting ``prefix``.
+
+    None means no upper bound (the prefix is all ``z``).
+    """
+    chars = list(prefix)
+    while chars:
+        last = chars.pop()
+        if last == "z":
+            continue
+        successor = "a" if last == "9" else chr(ord(last) + 1)
+        return "".join(chars) + successor
+    return None
+
+
+def report_texts(
+    report: Report, synonyms: Mapping[tuple[str, str], list[str]]
+) -> list[str]:
+    """Return the texts of a report that the search index covers.
+
+    ``synonyms`` maps ``(kind, key)`` of vocabulary terms to their synonyms,
+    so that a coded "Navicular bone" finding is also found as "distal
+    sesamoid".
+    """
+    from fetlock.reporting.vocabulary import limb_display
+
+    texts = [report.impression, report.recommendations, report.external_text]
+    if report.kind == ReportKind.EXTERNAL:
+        texts.append(report.title)
+    for finding in report.findings:
+        texts.append(limb_display(finding.limb) if finding.limb != "NA" else "")
+        texts.append(finding.structure_display)
+        texts.append(finding.finding_display)
+        texts.extend(synonyms.get(("structure", finding.structure_key), []))
+        texts.extend(synonyms.get(("finding", finding.finding_key), []))
+        texts.append(finding.location or "")
+        texts.append(finding.detail)
+    return texts
+
+
+def index_report(db_session: Session, report: Report) -> int:
+    """Replace the search words of ``report``; return how many were stored."""
+    from fetlock.reporting.vocabulary import synonyms
+
+    db_session.query(ReportSearchToken).filter(
+        ReportSearchToken.report_id == report.id
+    ).delete(synchronize_session=False)
+    keys = {("structure", f.structure_key) for f in report.findings}
+    keys |= {("finding", f.finding_key) for f in report.findings}
+    found = tokens(report_texts(report, synonyms(db_session, keys)))
+    db_session.add_all(ReportSearchToken(token=t, report_id=report.id) for t in found)
+    db_session.flush()
+    return len(found)
+
+
+@dataclass
+class SearchQuery:
+    """A findings search: free text plus structured filters, and a page."""
+
+    text: str = ""
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+    limb: str | None = None
+    region: str | None = None
+    structure: str | None = None
+    finding: str | None = None
+    grade_min: int | None = None
+    radiologist_id: int | None = None
+    clinician_id: int | None = None
+    horse_id: int | None = None
+    modality: str | None = None
+    page: int = 1
+    page_size: int = 25
+
+
+@dataclass
+class SearchHit:
+    """One signed report that matched, with what the results page shows."""
+
+    report: Report
+    horse: Horse | None
+    study: Study
+    radiologist: User | None
+    clinician: User | None
+    findings: list[ReportFinding] = field(default_factory=list)
+
+
+@dataclass
+class SearchResult:
+    hits: list[SearchHit]
+    total: int
+    total_is_capped: bool
+    page: int
+    page_size: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.page_size))
+
+
+def _zone_bounds(query: SearchQuery, zone: dt.tzinfo) -> tuple[dt.datetime | None, ...]:
+    start = end = None
+    if query.date_from is not None:
+        start = dt.datetime.combine(query.date_from, dt.time(), zone)
+    if query.date_to is not None:
+        end = dt.datetime.combine(query.date_to + dt.timedelta(days=1), dt.time(), zone)
+    return start, end
+
+
+def _conditions(query: SearchQuery, zone: dt.tzinfo) -> list[object]:
+    conditions: list[object] = [
+        Report.status == ReportStatus.FINAL,
+        Report.superseded_by_id.is_(None),
+    ]
+
+    # Free text: every query word must prefix some indexed word.
+    for word in dict.fromkeys(words(query.text)):
+        upper = prefix_upper_bound(word)
+        matches = ReportSearchToken.token >= word
+        if upper is not None:
+            matches = and_(matches, ReportSearchToken.token < upper)
+        conditions.append(
+            Report.id.in_(select(ReportSearchToken.report_id).where(matches))
+        )
+
+    # Coded filters apply to one and the same finding.
+    finding_filters = []
+    if query.limb:
+        finding_filters.append(ReportFinding.limb == query.limb)
+    if query.region:
+        finding_filters.append(ReportFinding.region_key == query.region)
+    if query.structure:
+        finding_filters.append(ReportFinding.structure_key == query.structure)
+    if query.finding:
+        finding_filters.append(ReportFinding.finding_key == query.finding)
+    if query.grade_min is not None:
+        finding_filters.append(ReportFinding.grade >= query.grade_min)
+    if finding_filters:
+        conditions.append(
+            Report.id.in_(select(ReportFinding.report_id).where(*finding_filters))
+        )
+
+    start, end = _zone_bounds(query, zone)
+    if start is not None:
+        conditions.append(Report.signed_at >= start)
+    if end is not None:
+        conditions.append(Report.signed_at < end)
+    if query.radiologist_id is not None:
+        conditions.append(Report.signed_by_id == query.radiologist_id)
+    if query.clinician_id is not None:
+        conditions.append(Report.requesting_clinician_id == query.clinician_id)
+    if query.horse_id is not None:
+        conditions.append(Report.horse_id == query.horse_id)
+    if query.modality:
+        conditions.append(Report.modality == query.modality)
+    return conditions
+
+
+def _matching_findings(
+    db_session: Session, report_ids: Sequence[int], query: SearchQuery
+) -> dict[int, list[ReportFinding]]:
+    if not report_ids:
+        return {}
+    rows = db_session.execute(
+        select(ReportFinding)
+        .where(ReportFinding.report_id.in_(report_ids))
+        .order_by(ReportFinding.report_id, ReportFinding.ordinal)
+    ).scalars()
+    by_report: dict[int, list[ReportFinding]] = {}
+    for finding in rows:
+        by_report.setdefault(finding.report_id, []).append(finding)
+    return by_report
+
+
+def _hits(
+    db_session: Session, reports: Sequence[Report], query: SearchQuery
+) -> list[SearchHit]:
+    studies = {
+        s.id: s
+        for s in db_session.execute(
+            select(Study).where(Study.id.in_({r.study_id for r in reports}))
+        ).scalars()
+    }
+    horse_ids = {r.horse_id for r in reports if r.horse_id is not None}
+    horses = {
+        h.id: h
+        for h in db_session.execute(
+            select(Horse).where(Horse.id.in_(horse_ids))
+        ).scalars()
+    }
+    user_ids = {
+        uid
+        for r in reports
+        for uid in (r.signed_by_id, r.requesting_clinician_id)
+        if uid is not None
+    }
+    users = {
+        u.id: u
+        for u in db_session.execute(select(User).where(User.id.in_(user_ids))).scalars()
+    }
+    findings = _matching_findings(db_session, [r.id for r in reports], query)
+    return [
+        SearchHit(
+            report=r,
+            horse=horses.get(r.horse_id) if r.horse_id is not None else None,
+            study=studies[r.study_id],
+            radiologist=users.get(r.signed_by_id) if r.signed_by_id else None,
+            clinician=(
+                users.get(r.requesting_clinician_id)
+                if r.requesting_clinician_id
+                else None
+            ),
+            findings=findings.get(r.id, []),
+        )
+        for r in reports
+    ]
+
+
+def search(db_session: Session, query: SearchQuery, zone: dt.tzinfo) -> SearchResult:
+    """Return one page of signed reports matching ``query``, newest first.
+
+    ``zone`` is the practice time zone in which ``date_from`` and ``date_to``
+    are read. The total is counted up to :data:`COUNT_CAP`.
+    """
+    page_size = max(1, min(query.page_size, MAX_PAGE_SIZE))
+    page = max(1, query.page)
+    conditions = _conditions(query, zone)
+
+    page_ids = list(
+        db_session.execute(
+            select(Report.id)
+            .where(*conditions)  # type: ignore[arg-type]
+            .order_by(Report.signed_at.desc(), Report.id.desc())
+            .limit(page_size)
+            .offset((page - 1) * page_size)
+        ).scalars()
+    )
+    capped = select(Report.id).where(*conditions).limit(COUNT_CAP + 1)  # type: ignore[arg-type]
+    total = db_session.execute(
+        select(func.count()).select_from(capped.subquery())
+    ).scalar_one()
+
+    reports_by_id = {
+        r.id: r
+        for r in db_session.execute(
+            select(Report).where(Report.id.in_(page_ids))
+        ).scalars()
+    }
+    reports = [reports_by_id[i] for i in page_ids]
+    return SearchResult(
+        hits=_hits(db_session, reports, query),
+        total=min(total, COUNT_CAP),
+        total_is_capped=total > COUNT_CAP,
+        page=page,
+        page_size=page_size,
+    )
+
+
+def export_rows(
+    db_session: Session, query: SearchQuery, zone: dt.tzinfo
+) -> Iterable[SearchHit]:
+    """Yield every hit of ``query`` (up to :data:`EXPORT_LIMIT`), in pages."""
+    conditions = _conditions(query, zone)
+    ids = list(
+        db_session.execute(
+            select(Report.id)
+            .where(*conditions)  # type: ignore[arg-type]
+            .order_by(Report.signed_at.desc(), Report.id.desc())
+            .limit(EXPORT_LIMIT)
+        ).scalars()
+    )
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        by_id = {
+            r.id: r
+            for r in db_session.execute(
+                select(Report).where(Report.id.in_(chunk))
+            ).scalars()
+        }
+        yield from _hits(db_session, [by_id[i] for i in chunk], query)
+
+
+def any_text_filter(query: SearchQuery) -> bool:
+    """True when the query narrows the results at all."""
+    return bool(
+        words(query.text)
+        or query.limb
+        or query.region
+        or query.structure
+        or query.finding
+        or query.grade_min is not None
+        or query.date_from
+        or query.date_to
+        or query.radiologist_id
+        or query.clinician_id
+        or query.horse_id
+        or query.modality
+    )
+
+
+__all__ = [
+    "SearchHit",
+    "SearchQuery",
+    "SearchResult",
+    "any_text_filter",
+    "export_rows",
+    "fold",
+    "index_report",
+    "prefix_upper_bound",
+    "search",
+    "tokens",
+    "words",
+]

@@ -1,0 +1,434 @@
+"""Reporting rules: drafting, validation, sign-off, versions, claims, queue."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from tests.reporting.conftest import ReadingCase, add_user, make_case, reader_actor
+
+from fetlock.audit.models import AuditEvent
+from fetlock.auth.models import Role
+from fetlock.config import Settings
+from fetlock.imaging.models import ImagingOrder, OrderStatus
+from fetlock.jobs.models import Job
+from fetlock.reporting import service
+from fetlock.reporting.models import (
+    DocumentStatus,
+    Notification,
+    ReportFinding,
+    ReportKind,
+    ReportStatus,
+)
+from fetlock.reporting.schemas import FindingIn, KeyImageIn, ReportContentIn
+from fetlock.web.errors import Conflict, DomainError, NotFound
+
+NAVICULAR = FindingIn(
+    limb="LF",
+    structure="navicular_bone",
+    finding="synovial_invaginations",
+    grade=2,
+    detail="Six enlarged invaginations along the distal border.",
+)
+
+
+def _content(*findings: FindingIn, impression: str = "Navicular changes.", **kw):  # type: ignore[no-untyped-def]
+    return ReportContentIn(
+        template="foot", findings=list(findings), impression=impression, **kw
+    )
+
+
+def _draft(
+    db_session: Session, case: ReadingCase, content: ReportContentIn | None = None
+):  # type: ignore[no-untyped-def]
+    actor = reader_actor(case.radiologist)
+    report = service.create_report(db_session, actor, case.radiologist, case.study.id)
+    if content is not None:
+        service.update_report(db_session, actor, case.radiologist, report.id, content)
+    return report
+
+
+def _sign(db_session: Session, case: ReadingCase, report_id: int):  # type: ignore[no-untyped-def]
+    return service.sign_report(
+        db_session, reader_actor(case.radiologist), case.radiologist, report_id
+    )
+
+
+class TestDrafting:
+    def test_create_report__unknown_study_is_refused_naming_it(
+        self, db_session: Session, case: ReadingCase
+    ) -> None:
+        with pytest.raises(NotFound) as caught:
+            service.create_report(
+                db_session, reader_actor(case.radiologist), case.radiologist, 999_999
+            )
+        assert caught.value.field == "study_id"
+        assert "999999" in caught.value.message
+
+    def test_create_report__takes_template_and_context_from_the_order(
+        self, db_session: Session, case: ReadingCase
+    ) -> None:
+        report = _draft(db_session, case)
+        assert report.template_key == "foot"
+        assert report.status == ReportStatus.DRAFT
+        assert report.horse_id == case.horse.id
+        assert report.requesting_clinician_id == case.vet.id
+        assert "palmar digital" in report.clinical_history
+        assert report.technique.startswith("Lateromedial")
+
+    def test_create_report__second_draft_on_a_study_conflicts(
+        self, db_session: Session, case: ReadingCase
+    ) -> None:
+        first = _draft(db_session, case)
+        with pytest.raises(Conflict) as caught:
+            _draft(db_session, case)
+        assert str(first.id) in caught.value.message
+
+    def test_update_report__unknown_limb_is_refused_and_nothing_saved(
+        self, db_session: Session, case: ReadingCase
+    ) -> None:
+        report = _draft(db_session, case, _content(NAVICULAR))
+        bad = NAVICULAR.model_copy(update={"limb": "XF"})
+        with pytest.raises(DomainError) as caught:
+            service.update_report(
+                db_session,
+                reader_actor(case.radiologist),
+                case.radiologist,
+                report.id,
+                _content(NAVICULAR, bad, impression="changed"),
+            )
+        assert caught.value.field == "findings[1].limb"
+        assert "'XF'" in caught.value.message and "LF" in caught.value.message
+        db_session.refresh(report)
+        assert len(report.findings) == 1
+        assert report.impression == "Navicular changes."
+
+    def test_update_report__unknown_structure_is_refused(
+        self, db_session: Session, case: ReadingCase
+    ) -> None:
+        report = _draft(db_session, case)
+        with pytest.raises(DomainError) as caught:
+            service.update_report(
+                db_session,
+                reader_actor(case.radiologist),
+                case.radiologist,
+                report.id,
+                _content(NAVICULAR.model_copy(update={"structure": "wing"})),
+            )
+        assert caught.value.field == "findings[0].structure"
+
+    def test_update_report__key_image_from_another_study_is_refused(
+        self, db_session: Session, settings: Settings, case: ReadingCase
+    ) -> None:
+        other = make_case(db_session, settings, case.vet, case.radiologist)
+        report = _draft(db_session, case)
+        content = _content(
+            NAVICULAR, key_images=[KeyImageIn(instance_id=other.instances[0].id)]
+        )
+        with pytest.raises(DomainError) as caught:
+            service.update_report(
+                db_session,
+                reader_actor(case.radiologist),
+                case.radiologist,
+                report.id,
+                content,
+            )
+        assert caught.value.field == "key_images[0].instance_id"
+
+
+class TestSigning:
+    def test_sign__empty_report_is_refused(
+        self, db_session: Session, case: ReadingCase
+    ) -> None:
+        report = _draft(db_session, case, _content(impression=""))
+        with pytest.raises(DomainError) as caught:
+            _sign(db_session, case, report.id)
+        assert caught.value.field == "findings"
+        assert report.status == ReportStatus.DRAFT
+
+    @pytest.mark.parametrize(
+        ("missing", "field"),
+        [("limb", "findings[0].limb"), ("structure", "findings[0].structure")],
+    )
+    def test_sign__finding_missing_a_part_is_refused_naming_it(
+        self, db_session: Session, case: ReadingCase, missing: str, field: str
+    ) -> None:
+        report = _draft(
+            db_session, case, _content(NAVICULAR.model_copy(update={missing: None}))
+        )
+        with pytest.raises(DomainError) as caught:
+            _sign(db_session, case, report.id)
+        assert caught.value.field == field
+        assert report.content_sha256 is None
+
+    @pytest.mark.parametrize("role", [Role.VETERINARIAN, Role.ADMIN])
+    def test_sign__without_the_radiologist_role_is_forbidden_and_audited(
+        self, db_session: Session, case: ReadingCase, role: Role
+    ) -> None:
+        report = _draft(db_session, case, _content(NAVICULAR))
+        user = add_user(db_session, f"not-reader-{role.value}", "Not A Reader", role)
+        with pytest.raises(service.Forbidden) as caught:
+            service.sign_report(db_session, reader_actor(user), user, report.id)
+        assert caught.value.status_code == 403
+        assert report.status == ReportStatus.DRAFT
+        denied = db_session.execute(
+            select(AuditEvent).where(AuditEvent.action == "report.sign.denied")
+        ).scalar_one()
+        assert denied.actor_name == user.username
+
+    def test_sign__records_signer_time_and_hash_of_canonical_content(
+        self, db_session: Session, case: ReadingCase
+    ) -> None:
+        report = _draft(
+            db_session,
+            case,
+            _content(
+                NAVICULAR, key_images=[KeyImageIn(instance_id=case.instances[1].id)]
+            ),
+        )
+        _sign(db_session, case, report.id)
+
+        assert report.status == ReportStatus.FINAL
+        assert report.signed_by_id == case.radiologist.id
+        assert report.signed_at is not None
+        assert report.content_json is not None
+        digest = hashlib.sha256(report.content_json.encode("utf-8")).hexdigest()
+        assert report.content_sha256 == digest
+        content = json.loads(report.content_json)
+        assert content["signed_by"]["username"] == case.radiologist.username
+        assert content["study"]["AccessionNumber"] == case.order.accession_number
+        assert content["findings"][0]["structure"]["key"] == "navicular_bone"
+        assert content["key_images"][0]["SOPInstanceUID"] == (
+            case.instances[1].sop_instance_uid
+        )
+        # Canonical: sorted keys, no whitespace between tokens.
+        assert report.content_json == json.dumps(
+            content, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
+        assert service.verify_signature(db_session, report)
+
+    def test_sign__changed_finding_row_no_longer_verifies(
+        self, db_session: Session, case: ReadingCase
+    ) -> None:
+        report = _draft(db_session, case, _content(NAVICULAR))
+        _sign(db_session, case, report.id)
+        finding = db_session.execute(
+            select(ReportFinding).where(ReportFinding.report_id == report.id)
+        ).scalar_one()
+        finding.grade = 4
+        db_session.flush()
+        assert not service.verify_signature(db_session, report)
+
+    def test_sign__signed_report_never_changes(
+        self, db_session: Session, case: ReadingCase
+    ) -> None:
+        report = _draft(db_session, case, _content(NAVICULAR))
+        _sign(db_session, case, report.id)
+        with pytest.raises(Conflict) as caught:
+            service.update_report(
+                db_session,
+                reader_actor(case.radiologist),
+                case.radiologist,
+                report.id,
+                _content(impression="rewritten"),
+            )
+        assert caught.value.status_code == 409
+        assert "addend" in caught.value.message
+        with pytest.raises(Conflict):
+            _sign(db_session, case, report.id)
+
+    def test_sign__reports_order_notifies_clinician_and_queues_documents(
+        self, db_session: Session, case: ReadingCase
+    ) -> None:
+        actor = reader_actor(case.radiologist)
+        service.claim_study(db_session, actor, case.radiologist, case.study.id)
+        report = _draft(db_session, case, _content(NAVICULAR))
+        _sign(db_session, case, report.id)
+
+        assert db_session.get(ImagingOrder, case.order.id).status == (  # type: ignore[union-attr]
+            OrderStatus.REPORTED
+        )
+        note = db_session.execute(
+            select(Notification).where(Notification.user_id == case.vet.id)
+        ).scalar_one()
+        assert note.kind == "report.final" and "Nutmeg" in note.title
+        job = db_session.execute(
+            select(Job).where(Job.name == service.DOCUMENTS_JOB)
+        ).scalar_one()
+        assert json.loads(job.args_json) == {"report_id": report.id}
+        assert report.document_status == DocumentStatus.PENDING
+        assert report.representative_instance_id == case.instances[0].id
+        assert service.get_claim(db_session, case.study.id) is None
+
+
+class TestVersions:
+    def test_amendment__replaces_but_keeps_the_signed_version(
+        self, db_session: Session, case: ReadingCase
+    ) -> None:
+        first = _draft(db_session, case, _content(NAVICULAR))
+        _sign(db_session, case, first.id)
+        actor = reader_actor(case.radiologist)
+        amendment = service.start_follow_up(
+            db_session, actor, case.radiologist, first.id, ReportKind.AMENDMENT
+        )
+        assert amendment.version == 2
+        assert [f.structure_key for f in amendment.findings] == ["navicular_bone"]
+        service.update_report(
+            db_session,
+            actor,
+            case.radiologist,
+            amendment.id,
+            _content(NAVICULAR, impression="Moderate navicular changes, corrected."),
+        )
+        _sign(db_session, case, amendment.id)
+
+        assert first.superseded_by_id == amendment.id
+        assert first.status == ReportStatus.FINAL
+        assert service.verify_signature(db_session, first)
+        content = json.loads(amendment.content_json or "{}")
+        assert content["report"]["supersedes_sha256"] == first.content_sha256
+        versions = service.reports_for_study(db_session, case.study.id)
+        assert [v.version for v in versions] == [1, 2]
+
+    def test_addendum__adds_a_signed_version_without_replacing(
+        self, db_session: Session, case: ReadingCase
+    ) -> None:
+        first = _draft(db_session, case, _content(NAVICULAR))
+        _sign(db_session, case, first.id)
+        addendum = service.start_follow_up(
+            db_session,
+            reader_actor(case.radiologist),
+            case.radiologist,
+            first.id,
+            ReportKind.ADDENDUM,
+            ReportContentIn(impression="Compared with prior films: unchanged."),
+        )
+        _sign(db_session, case, addendum.id)
+        assert addendum.status == ReportStatus.FINAL
+        assert first.superseded_by_id is None
+
+    def test_follow_up__on_a_draft_conflicts(
+        self, db_session: Session, case: ReadingCase
+    ) -> None:
+        draft = _draft(db_session, case, _content(NAVICULAR))
+        with pytest.raises(Conflict):
+            service.start_follow_up(
+                db_session,
+                reader_actor(case.radiologist),
+                case.radiologist,
+                draft.id,
+                ReportKind.ADDENDUM,
+            )
+
+
+class TestQueueAndClaims:
+    def test_claim__by_another_reader_conflicts_unless_taken_over(
+        self, db_session: Session, case: ReadingCase
+    ) -> None:
+        other = add_user(db_session, "reader-two", "Dr Two", Role.RADIOLOGIST)
+        service.claim_study(
+            db_session, reader_actor(case.radiologist), case.radiologist, case.study.id
+        )
+        with pytest.raises(Conflict) as caught:
+            service.claim_study(db_session, reader_actor(other), other, case.study.id)
+        assert "Dr Jürgen Falk" in caught.value.message
+        claim = service.claim_study(
+            db_session, reader_actor(other), other, case.study.id, take_over=True
+        )
+        assert claim.user_id == other.id
+
+    def test_queue__orders_by_priority_then_age_and_filters(
+        self,
+        db_session: Session,
+        settings: Settings,
+        case: ReadingCase,
+    ) -> None:
+        urgent = make_case(
+            db_session, settings, case.vet, case.radiologist, barn_name="Blaze",
+            priority="STAT",
+        )  # fmt: skip
+        other_vet = add_user(db_session, "othervet", "Dr Other", Role.VETERINARIAN)
+        ultrasound = make_case(
+            db_session, settings, other_vet, case.radiologist, barn_name="Comet",
+            modality="US", body_region="tendons",
+        )  # fmt: skip
+        queue = service.reading_queue(db_session)
+        assert [i.study.id for i in queue] == [
+            urgent.study.id,
+            case.study.id,
+            ultrasound.study.id,
+        ]
+        assert [
+            i.study.id for i in service.reading_queue(db_session, modality="US")
+        ] == [ultrasound.study.id]
+        by_vet = service.reading_queue(db_session, clinician_id=other_vet.id)
+        assert [i.study.id for i in by_vet] == [ultrasound.study.id]
+
+        service.claim_study(
+            db_session, reader_actor(case.radiologist), case.radiologist, case.study.id
+        )
+        claimed = next(
+            i for i in service.reading_queue(db_session) if i.study.id == case.study.id
+        )
+        assert claimed.claimed_by is not None
+        assert claimed.claimed_by.id == case.radiologist.id
+
+    def test_queue__signed_study_leaves_the_queue(
+        self, db_session: Session, case: ReadingCase
+    ) -> None:
+        report = _draft(db_session, case, _content(NAVICULAR))
+        assert case.study.id in [i.study.id for i in service.reading_queue(db_session)]
+        _sign(db_session, case, report.id)
+        assert case.study.id not in [
+            i.study.id for i in service.reading_queue(db_session)
+        ]
+
+
+def test_documents_job__writes_pdf_and_thumbnail(
+    db_session: Session,
+    case: ReadingCase,
+    settings: Settings,
+    run_jobs: Callable[[], int],
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    import subprocess
+
+    from fetlock.storage import get_blob_store
+
+    report = _draft(
+        db_session,
+        case,
+        _content(
+            NAVICULAR,
+            FindingIn(
+                limb="RF", structure="dip_joint", finding="osteoarthritis", grade=1
+            ),
+            key_images=[KeyImageIn(instance_id=case.instances[1].id, caption="LF DP")],
+        ),
+    )
+    _sign(db_session, case, report.id)
+    db_session.commit()
+
+    assert run_jobs() >= 1
+    db_session.refresh(report)
+    assert report.document_status == DocumentStatus.READY
+    blobs = get_blob_store(settings)
+    pdf_path = tmp_path / "report.pdf"
+    pdf_path.write_bytes(b"".join(blobs.iter_chunks(report.pdf_blob_key or "")))
+    raw = subprocess.run(
+        ["pdftotext", str(pdf_path), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    text = " ".join(raw.split())
+    assert report.content_sha256 in text
+    assert "Navicular bone" in text
+    assert "Enlarged synovial invaginations" in text
+    assert "SCT 396275006" in text
+    assert "Nutmeg" in text and "Ashworth" in text
+    assert case.order.accession_number in text
+    assert "Dr Jürgen Falk" in text
+    thumbnail = b"".join(blobs.iter_chunks(report.thumbnail_blob_key or ""))
+    assert thumbnail[:3] == b"\xff\xd8\xff"
