@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 SCP_MODULES: tuple[str, ...] = (
     "fetlock.dicom.verification",
+    "fetlock.dicom.worklist",
+    "fetlock.dicom.mpps",
     "fetlock.dicom.storage",
 )
 
