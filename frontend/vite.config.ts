@@ -58,6 +58,13 @@ export default defineConfig({
     // Inlining the codecs as data: URLs would defeat the service worker cache.
     assetsInlineLimit: 0,
     rollupOptions: {
+      // The Emscripten codecs mention Node's fs and path on a branch that
+      // never runs in a browser; Vite's notice about each is noise.
+      onwarn(warning, warn) {
+        if (!/externalized for browser compatibility/.test(warning.message)) {
+          warn(warning);
+        }
+      },
       input: { viewer: fileURLToPath(new URL("src/viewer.ts", import.meta.url)) },
       output: {
         entryFileNames: "[name]-[hash].js",

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite runs against, when missing:
 # DCMTK (echoscu, findscu, storescu, wlmscpfs), Orthanc with its DICOMweb
-# plugin, Chromium for the browser tests, ffmpeg for a test video clip and
-# PostgreSQL for the second database backend.
+# plugin, Chromium for the browser tests, ffmpeg for a test video clip,
+# PostgreSQL for the second database backend, and Node.js with npm to build
+# the image viewer.
 set -euo pipefail
 
 need=()
@@ -13,6 +14,8 @@ command -v Orthanc >/dev/null || need+=(orthanc)
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v pdftoppm >/dev/null || need+=(poppler-utils)
 command -v pg_ctlcluster >/dev/null || need+=(postgresql)
+# Node.js and npm build the image viewer (frontend/).
+command -v npm >/dev/null || need+=(nodejs npm)
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0

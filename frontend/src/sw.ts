@@ -35,8 +35,9 @@ const VERSION = self.__FETLOCK_VERSION ?? "dev";
 const SHELL_CACHE = `${SHELL_CACHE_PREFIX}${VERSION}`;
 const PRECACHE = self.__FETLOCK_PRECACHE ?? [];
 
-// Pages kept for offline use; everything else (log-in, forms, API) is not.
-const PAGE_PREFIXES = ["/horses", "/viewer/"];
+// Pages kept for offline use, with the chart's study thumbnails; everything
+// else (log-in, forms, the JSON API) is not.
+const PAGE_PREFIXES = ["/horses", "/viewer/", "/imaging/studies/"];
 // How long a page or study metadata request may take before the cached copy
 // is used instead, when one exists.
 const PAGE_TIMEOUT_MS = 4000;

@@ -23,3 +23,130 @@
     });
   });
 })();
+
+// Offline use. The service worker (/sw.js) keeps the application shell, the
+// charts and viewer pages visited, and every study opened in the viewer. The
+// chart lists the studies this device keeps, which open with no signal; log-out
+// forgets all of it. The IndexedDB layout is the viewer's
+// (frontend/src/offline-store.ts): keep the two in step.
+(function () {
+  "use strict";
+  var DB_NAME = "fetlock-offline";
+  var DB_VERSION = 1;
+  var CACHE_PREFIX = "fetlock-";
+
+  if ("serviceWorker" in navigator && window.isSecureContext) {
+    window.addEventListener("load", function () {
+      navigator.serviceWorker.register("/sw.js", { scope: "/" }).catch(function () {
+        /* no worker (viewer not built): pages still work online */
+      });
+    });
+  }
+
+  function openDb() {
+    return new Promise(function (resolve, reject) {
+      var request = indexedDB.open(DB_NAME, DB_VERSION);
+      request.onupgradeneeded = function () {
+        var db = request.result;
+        if (!db.objectStoreNames.contains("studies")) {
+          db.createObjectStore("studies", { keyPath: "studyUID" });
+        }
+        if (!db.objectStoreNames.contains("settings")) {
+          db.createObjectStore("settings", { keyPath: "key" });
+        }
+      };
+      request.onsuccess = function () { resolve(request.result); };
+      request.onerror = function () { reject(request.error); };
+    });
+  }
+
+  function storedStudies() {
+    if (!window.indexedDB) { return Promise.resolve([]); }
+    return openDb().then(function (db) {
+      return new Promise(function (resolve, reject) {
+        var request = db.transaction("studies", "readonly").objectStore("studies").getAll();
+        request.onsuccess = function () { db.close(); resolve(request.result); };
+        request.onerror = function () { db.close(); reject(request.error); };
+      });
+    });
+  }
+
+  // Forget every cached page, image and record of this origin (log-out).
+  function clearDevice() {
+    var jobs = [];
+    if (window.caches) {
+      jobs.push(caches.keys().then(function (names) {
+        return Promise.all(names.filter(function (name) {
+          return name.indexOf(CACHE_PREFIX) === 0;
+        }).map(function (name) { return caches.delete(name); }));
+      }));
+    }
+    if (window.indexedDB) {
+      jobs.push(new Promise(function (resolve) {
+        var request = indexedDB.deleteDatabase(DB_NAME);
+        request.onsuccess = request.onerror = request.onblocked = function () { resolve(); };
+      }));
+    }
+    return Promise.all(jobs);
+  }
+  window.fetlockClearDevice = clearDevice;
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.action || new URL(form.action, location.href).pathname !== "/logout") { return; }
+    if (form.getAttribute("data-cleared") === "true") { return; }
+    event.preventDefault();
+    form.setAttribute("data-cleared", "true");
+    var timeout = new Promise(function (resolve) { setTimeout(resolve, 3000); });
+    Promise.race([clearDevice(), timeout]).catch(function () {}).then(function () {
+      form.submit();
+    });
+  });
+
+  function megabytes(bytes) { return (bytes / 1048576).toFixed(1) + " MB"; }
+
+  // On a chart, below the studies fragment: this horse's studies kept on the
+  // device. (Marking them inside the fragment would make every refresh differ
+  // from what is shown, and so redraw it every two seconds.)
+  function showOfflineStudies(horseId, list) {
+    storedStudies().then(function (rows) {
+      var mine = rows.filter(function (row) {
+        return row.horseId === horseId && row.complete;
+      }).sort(function (a, b) { return b.lastViewed - a.lastViewed; });
+      var heading = navigator.onLine ? "Available offline on this device"
+        : "No signal: these studies open from this device";
+      var html = "<h3>" + heading + "</h3>";
+      if (!mine.length) {
+        html += "<p class=\"muted\">None yet: a study opened in the viewer is kept here.</p>";
+      } else {
+        html += "<ul>" + mine.map(function (row) {
+          var link = document.createElement("a");
+          link.href = row.viewerUrl;
+          link.textContent = row.label || row.studyUID;
+          link.setAttribute("data-offline-study", row.studyUID);
+          return "<li>" + link.outerHTML + " <span class=\"muted\">" +
+            megabytes(row.bytes) + "</span></li>";
+        }).join("") + "</ul>";
+      }
+      if (list.innerHTML !== html) { list.innerHTML = html; }
+    }).catch(function () { list.hidden = true; });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var section = document.querySelector("[data-refresh$='/studies-section']");
+    if (!section || !window.indexedDB) { return; }
+    var match = /\/horses\/(\d+)\/studies-section/.exec(section.getAttribute("data-refresh"));
+    if (!match) { return; }
+    var horseId = Number(match[1]);
+    var list = document.createElement("section");
+    list.className = "offline-studies";
+    list.id = "offline-studies";
+    list.setAttribute("aria-live", "polite");
+    section.parentNode.insertBefore(list, section.nextSibling);
+    var update = function () { showOfflineStudies(horseId, list); };
+    update();
+    setInterval(update, 5000);
+    window.addEventListener("online", update);
+    window.addEventListener("offline", update);
+  });
+})();
