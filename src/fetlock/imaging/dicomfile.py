@@ -50,6 +50,8 @@ class Layout:
     dataset_offset: int
     transfer_syntax_uid: UID | None
     size: int
+    media_storage_sop_class_uid: str | None = None
+    media_storage_sop_instance_uid: str | None = None
 
 
 def read_layout(fp: BinaryIO, size: int) -> Layout:
@@ -65,7 +67,7 @@ def read_layout(fp: BinaryIO, size: int) -> Layout:
         )
 
     # File Meta Information: explicit VR little endian, group 0002 (PS3.10 7.1).
-    transfer_syntax: UID | None = None
+    values: dict[int, str] = {}
     position = PREAMBLE_LENGTH + len(MAGIC)
     while True:
         header = fp.read(8)
@@ -90,18 +92,20 @@ def read_layout(fp: BinaryIO, size: int) -> Layout:
                 f"declares {length} bytes, past the end of the file ({size} bytes)"
             )
         value = fp.read(length)
-        if element == 0x0010:
-            transfer_syntax = UID(value.rstrip(b"\x00 ").decode("ascii", "replace"))
+        if element in (0x0002, 0x0003, 0x0010):
+            values[element] = value.rstrip(b"\x00 ").decode("ascii", "replace")
         position = value_offset + length
-    if transfer_syntax is None:
+    if not values.get(0x0010):
         raise MalformedFile(
             "File Meta Information has no (0002,0010) Transfer Syntax UID"
         )
     return Layout(
         has_meta=True,
         dataset_offset=position,
-        transfer_syntax_uid=transfer_syntax,
+        transfer_syntax_uid=UID(values[0x0010]),
         size=size,
+        media_storage_sop_class_uid=values.get(0x0002),
+        media_storage_sop_instance_uid=values.get(0x0003),
     )
 
 

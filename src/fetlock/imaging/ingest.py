@@ -409,6 +409,9 @@ def _parse(staged: StagedBlob, label: str, transfer_syntax: str | None) -> _Pars
                 f"{label} is not a readable DICOM data set: {exc}",
             ) from exc
 
+    if not uids["SOPClassUID"]:
+        uids["SOPClassUID"] = _clean_uid(layout.media_storage_sop_class_uid)
+
     partial = {
         "sop_instance_uid": uids["SOPInstanceUID"] or None,
         "study_instance_uid": uids["StudyInstanceUID"] or None,
@@ -443,18 +446,16 @@ def _parse(staged: StagedBlob, label: str, transfer_syntax: str | None) -> _Pars
                 **partial,
             )
 
-    if layout.has_meta:
-        meta = _read_meta_uids(staged.path)
-        meta_sop = _clean_uid(meta.get("MediaStorageSOPInstanceUID"))
-        if meta_sop and meta_sop != uids["SOPInstanceUID"]:
-            # Tolerated: the data set's UID is the object's identity and keys it.
-            logger.warning(
-                "%s: (0002,0003) Media Storage SOP Instance UID %s differs from "
-                "(0008,0018) SOP Instance UID %s; filed under the latter",
-                label,
-                meta_sop,
-                uids["SOPInstanceUID"],
-            )
+    meta_sop = _clean_uid(layout.media_storage_sop_instance_uid)
+    if meta_sop and meta_sop != uids["SOPInstanceUID"]:
+        # Tolerated: the data set's UID is the object's identity and keys it.
+        logger.warning(
+            "%s: (0002,0003) Media Storage SOP Instance UID %s differs from "
+            "(0008,0018) SOP Instance UID %s; filed under the latter",
+            label,
+            meta_sop,
+            uids["SOPInstanceUID"],
+        )
 
     return _Parsed(
         layout=layout,
@@ -465,12 +466,6 @@ def _parse(staged: StagedBlob, label: str, transfer_syntax: str | None) -> _Pars
         study_instance_uid=uids["StudyInstanceUID"],
         series_instance_uid=uids["SeriesInstanceUID"],
     )
-
-
-def _read_meta_uids(path: Path) -> FileMetaDataset:
-    from pydicom.filereader import read_file_meta_info
-
-    return read_file_meta_info(path)
 
 
 def _bare_syntax(fp: BinaryIO, declared: str | None) -> UID:

@@ -1,0 +1,265 @@
+"""Durable jobs: written with the change, run once, retried, parked, recovered."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from sqlalchemy import select
+
+from fetlock.config import Settings
+from fetlock.db.base import utcnow
+from fetlock.db.session import Database
+from fetlock.jobs import JobContext, claim, enqueue, job
+from fetlock.jobs.models import Job, JobState
+from fetlock.jobs.registry import backoff_seconds
+from fetlock.jobs.worker import Worker
+from fetlock.practice.models import Client
+
+# What test jobs did, by job name.
+CALLS: list[tuple[str, dict[str, object]]] = []
+
+
+@job("test.record")
+def record_call(ctx: JobContext, *, client_id: int) -> None:
+    CALLS.append(("test.record", {"client_id": client_id, "attempt": ctx.attempt}))
+    client = ctx.db_session.get(Client, client_id)
+    assert client is not None
+    client.notes = "touched by a job"
+
+
+@job("test.fail", max_attempts=3)
+def always_fail(ctx: JobContext, *, n: int) -> None:
+    CALLS.append(("test.fail", {"n": n}))
+    raise RuntimeError(f"the disk for item {n} is unplugged")
+
+
+@pytest.fixture(autouse=True)
+def _reset_calls() -> None:
+    CALLS.clear()
+
+
+def _jobs(database: Database) -> list[Job]:
+    with database.session() as db_session:
+        return list(db_session.execute(select(Job).order_by(Job.id)).scalars())
+
+
+def _make_client(database: Database) -> int:
+    with database.session() as db_session:
+        client = Client(kind="person", family_name="Jobtest")
+        db_session.add(client)
+        db_session.flush()
+        return client.id
+
+
+def test_job_exists_only_if_its_transaction_commits(database: Database) -> None:
+    with pytest.raises(RuntimeError), database.session() as db_session:
+        enqueue(db_session, "test.record", client_id=1)
+        raise RuntimeError("the change that needed the job failed")
+
+    assert _jobs(database) == []
+
+
+def test_worker_runs_a_job_and_removes_it(database: Database, worker: Worker) -> None:
+    client_id = _make_client(database)
+    with database.session() as db_session:
+        enqueue(db_session, "test.record", client_id=client_id)
+
+    assert worker.run_pending() == 1
+
+    assert CALLS == [("test.record", {"client_id": client_id, "attempt": 1})]
+    assert _jobs(database) == []
+    with database.session() as db_session:
+        client = db_session.get(Client, client_id)
+        assert client is not None and client.notes == "touched by a job"
+
+
+def test_a_pending_job_absorbs_the_same_enqueue(database: Database) -> None:
+    with database.session() as db_session:
+        first = enqueue(db_session, "test.record", client_id=7)
+        second = enqueue(db_session, "test.record", client_id=7)
+        other = enqueue(db_session, "test.record", client_id=8)
+
+    assert first.id == second.id
+    assert other.id != first.id
+    assert len(_jobs(database)) == 2
+
+
+def test_a_delayed_enqueue_moves_the_start_later(database: Database) -> None:
+    with database.session() as db_session:
+        first = enqueue(db_session, "test.record", delay_s=5, client_id=7)
+        first_start = first.run_after
+    with database.session() as db_session:
+        enqueue(db_session, "test.record", delay_s=60, client_id=7)
+
+    (row,) = _jobs(database)
+    assert row.run_after > first_start + dt.timedelta(seconds=50)
+
+
+def test_a_delayed_job_waits(database: Database, worker: Worker) -> None:
+    with database.session() as db_session:
+        enqueue(db_session, "test.record", delay_s=3600, client_id=1)
+
+    assert worker.run_pending() == 0
+    assert CALLS == []
+
+
+def test_failed_job_is_retried_later_with_backoff(
+    database: Database, worker: Worker
+) -> None:
+    with database.session() as db_session:
+        enqueue(db_session, "test.fail", n=1)
+    before = utcnow()
+
+    assert worker.run_pending() == 1
+
+    (row,) = _jobs(database)
+    assert row.state == JobState.PENDING
+    assert row.attempts == 1
+    assert "the disk for item 1 is unplugged" in (row.last_error or "")
+    assert row.run_after >= before + dt.timedelta(seconds=backoff_seconds(1))
+
+
+def test_job_failing_every_attempt_is_parked_and_shown(
+    database: Database, worker: Worker, login_as
+) -> None:  # type: ignore[no-untyped-def]
+    from fetlock.auth.models import Role
+
+    with database.session() as db_session:
+        enqueue(db_session, "test.fail", n=2)
+    for _ in range(3):
+        with database.session() as db_session:
+            for row in db_session.execute(select(Job)).scalars():
+                row.run_after = utcnow()
+        worker.run_pending()
+
+    (row,) = _jobs(database)
+    assert row.state == JobState.PARKED
+    assert row.attempts == 3
+    assert len(CALLS) == 3
+
+    admin = login_as(Role.ADMIN)
+    page = admin.get("/admin/jobs")
+    assert page.status_code == 200
+    assert "test.fail" in page.text
+    assert "the disk for item 2 is unplugged" in page.text
+    api = admin.get("/api/v1/jobs").json()
+    assert api["counts"]["parked"] == 1
+    assert api["parked"][0]["args"] == {"n": 2}
+
+
+def test_parked_job_can_be_retried_by_an_administrator(
+    database: Database, worker: Worker, login_as
+) -> None:  # type: ignore[no-untyped-def]
+    from fetlock.auth.models import Role
+
+    with database.session() as db_session:
+        db_session.add(
+            Job(
+                name="test.record",
+                args_json=json.dumps({"client_id": _make_client(database)}),
+                dedupe_key="test.record:x",
+                state=JobState.PARKED,
+                attempts=6,
+                run_after=utcnow(),
+            )
+        )
+    (parked,) = _jobs(database)
+    vet = login_as(Role.VETERINARIAN)
+    assert vet.post(f"/api/v1/jobs/{parked.id}/retry").status_code == 403
+
+    admin = login_as(Role.ADMIN)
+    response = admin.post(f"/api/v1/jobs/{parked.id}/retry")
+
+    assert response.status_code == 200, response.text
+    assert response.json()["state"] == "pending"
+    assert worker.run_pending() == 1
+    assert _jobs(database) == []
+    again = admin.post(f"/api/v1/jobs/{parked.id}/retry")
+    assert again.status_code == 409
+    assert f"job {parked.id} is not parked" in again.json()["detail"]
+
+
+def test_unknown_job_name_is_parked_with_the_reason(
+    database: Database, worker: Worker
+) -> None:
+    with database.session() as db_session:
+        enqueue(db_session, "test.not-registered", item=1)
+
+    worker.run_pending()
+
+    (row,) = _jobs(database)
+    assert row.state == JobState.PARKED
+    assert "no job function named 'test.not-registered'" in (row.last_error or "")
+
+
+def test_job_arguments_must_be_ids(database: Database) -> None:
+    with database.session() as db_session:
+        with pytest.raises(
+            TypeError, match=r"job argument client=.* pass the row's id"
+        ):
+            enqueue(db_session, "test.record", client=Client())  # type: ignore[arg-type]
+
+
+def test_job_left_running_by_a_crash_runs_again_after_restart(
+    database: Database, settings: Settings
+) -> None:
+    client_id = _make_client(database)
+    with database.session() as db_session:
+        enqueue(db_session, "test.record", client_id=client_id)
+    # A worker claims the job and dies before finishing it.
+    with database.session() as db_session:
+        assert claim.claim_due(db_session, "dead-worker", utcnow(), 300) is not None
+    (row,) = _jobs(database)
+    assert row.state == JobState.RUNNING
+
+    restarted = Worker(database, settings)
+    restarted.recover() if database.is_sqlite else _expire_leases(database)
+    assert restarted.run_pending() == 1
+
+    assert [name for name, _ in CALLS] == ["test.record"]
+    assert _jobs(database) == []
+
+
+def _expire_leases(database: Database) -> None:
+    with database.session() as db_session:
+        for row in db_session.execute(select(Job)).scalars():
+            row.lease_until = utcnow() - dt.timedelta(seconds=1)
+        db_session.flush()
+        claim.release_expired(db_session, utcnow())
+
+
+def test_expired_lease_returns_a_job_to_the_queue(database: Database) -> None:
+    with database.session() as db_session:
+        enqueue(db_session, "test.record", client_id=1)
+    with database.session() as db_session:
+        claim.claim_due(db_session, "dead-worker", utcnow(), 0.0)
+
+    with database.session() as db_session:
+        released = claim.release_expired(db_session, utcnow() + dt.timedelta(seconds=1))
+
+    assert released == 1
+    (row,) = _jobs(database)
+    assert row.state == JobState.PENDING
+
+
+def test_started_worker_picks_up_a_job_without_polling_delay(
+    database: Database, settings: Settings
+) -> None:
+    import time
+
+    client_id = _make_client(database)
+    worker = Worker(database, settings, poll_interval_s=30)
+    worker.start()
+    try:
+        with database.session() as db_session:
+            enqueue(db_session, "test.record", client_id=client_id)
+        deadline = time.monotonic() + 10
+        while _jobs(database) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+
+    assert _jobs(database) == []
+    assert [name for name, _ in CALLS] == ["test.record"]
