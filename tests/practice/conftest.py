@@ -5,15 +5,32 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy.orm import Session
 
 from fetlock.audit.service import Actor
+from fetlock.auth import service as auth_service
 from fetlock.auth.models import Role, User
 from fetlock.auth.service import create_user
 from fetlock.practice import service
 from fetlock.practice.models import Client, Horse
 
 OWNED_FROM = dt.date(2022, 1, 1)
+
+
+@pytest.fixture(autouse=True)
+def quick_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hash test passwords with the cheapest Argon2 parameters.
+
+    Every API test logs in several users; the production parameters cost about
+    a second per hash on a busy machine. Password handling itself is tested
+    with the real parameters in tests/auth.
+    """
+    monkeypatch.setattr(
+        auth_service,
+        "_hasher",
+        PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
+    )
 
 
 @pytest.fixture

@@ -16,6 +16,12 @@ from fetlock.db.base import Base, UTCDateTime, utcnow
 FULL_SHARE = 10_000
 
 
+# Letters that Unicode does not decompose into a base letter and an accent.
+_UNDECOMPOSED = str.maketrans(
+    {"ø": "o", "æ": "ae", "œ": "oe", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "ı": "i"}
+)
+
+
 def fold(text: str | None) -> str:
     """Return ``text`` lower-cased with accents removed ("Müller" -> "muller").
 
@@ -26,7 +32,7 @@ def fold(text: str | None) -> str:
         return ""
     decomposed = unicodedata.normalize("NFKD", text)
     bare = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return " ".join(bare.casefold().split())
+    return " ".join(bare.casefold().translate(_UNDECOMPOSED).split())
 
 
 class ClientKind(enum.StrEnum):

@@ -25,6 +25,7 @@ ROUTE_MODULES = (
     "fetlock.auth.routes",
     "fetlock.practice.routes",
     "fetlock.billing.routes",
+    "fetlock.billing.routes",
     "fetlock.dicomweb.routes",
     "fetlock.reporting.routes",
     "fetlock.viewer.routes",

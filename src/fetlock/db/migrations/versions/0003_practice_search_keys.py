@@ -21,11 +21,16 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+_UNDECOMPOSED = str.maketrans(
+    {"ø": "o", "æ": "ae", "œ": "oe", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "ı": "i"}
+)
+
+
 def _fold(text: str) -> str:
     # Frozen copy of fetlock.practice.models.fold as of this revision.
     decomposed = unicodedata.normalize("NFKD", text)
     bare = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return " ".join(bare.casefold().split())[:400]
+    return " ".join(bare.casefold().translate(_UNDECOMPOSED).split())[:400]
 
 
 def _backfill(table: str, columns: Sequence[str]) -> None:
