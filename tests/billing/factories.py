@@ -91,6 +91,12 @@ def actor(vet: User) -> Actor:
 
 @pytest.fixture
 def syndicate(db_session: Session, vet: User, actor: Actor) -> Syndicate:
+    return build_syndicate(db_session, vet)
+
+
+def build_syndicate(db_session: Session, vet: User) -> Syndicate:
+    """Three owners 50/30/20 of one horse, and a visit on the service day."""
+    actor = Actor(name=vet.username, user_id=vet.id)
     owners = [
         make_client(db_session, actor, "Ashworth"),
         make_client(db_session, actor, "Byrne"),
@@ -111,8 +117,10 @@ def make_procedure(
     *,
     modality: str = "DX",
     projections: Sequence[str] = ("LM", "DP", "D45L-PaMO", "D45M-PaLO"),
-    per_view_fee_code: str | None = None,
+    optional: Sequence[str] = ("FLM",),
+    per_view_fee_code: str | None = "RAD-VIEW",
 ) -> Procedure:
+    """A catalog procedure whose standard set is ``projections``."""
     procedure = Procedure(
         code=code,
         name=f"Procedure {code}",
@@ -123,8 +131,10 @@ def make_procedure(
         limb_choice="LF RF LH RH",
     )
     procedure.views = [
-        ProcedureView(projection=p, description=p, ordinal=i)
-        for i, p in enumerate(projections)
+        ProcedureView(
+            projection=p, description=p, ordinal=i, default_selected=p not in optional
+        )
+        for i, p in enumerate([*projections, *optional])
     ]
     db_session.add(procedure)
     db_session.flush()
@@ -134,49 +144,56 @@ def make_procedure(
 OrderPlacer = Callable[..., ImagingOrder]
 
 
-@pytest.fixture
-def place_order(db_session: Session, vet: User) -> OrderPlacer:
+def place_order(
+    db_session: Session,
+    vet: User,
+    visit: Visit,
+    procedure: Procedure,
+    views: Sequence[str] | None = None,
+    *,
+    limb: str = "LF",
+) -> ImagingOrder:
     """Save an imaging order row and call the billing hook, as imaging does."""
+    number = next(_numbers)
+    chosen = (
+        list(views)
+        if views is not None
+        else [v.projection for v in procedure.views if v.default_selected]
+    )
+    order = ImagingOrder(
+        horse_id=visit.horse_id,
+        visit_id=visit.id,
+        procedure_id=procedure.id,
+        procedure=procedure,
+        modality=procedure.modality,
+        accession_number=f"TEST{number:06d}",
+        requested_procedure_id=f"RP{number:06d}",
+        study_instance_uid=generate_uid(),
+        limb=limb,
+        requesting_clinician_id=vet.id,
+        scheduled_start=SERVICE_AT,
+    )
+    order.views = [
+        OrderView(code=f"{limb}-{p}", limb=limb, projection=p, description=p, ordinal=i)
+        for i, p in enumerate(chosen)
+    ]
+    db_session.add(order)
+    db_session.flush()
+    hooks.on_order_created(db_session, order, Actor(name=vet.username, user_id=vet.id))
+    return order
+
+
+@pytest.fixture(name="place_order")
+def place_order_fixture(db_session: Session, vet: User) -> OrderPlacer:
+    """``place_order`` bound to the test's session and veterinarian."""
 
     def _place(
         visit: Visit,
         procedure: Procedure,
         views: Sequence[str] | None = None,
-        *,
-        actor: Actor | None = None,
-        limb: str = "LF",
+        **kwargs: str,
     ) -> ImagingOrder:
-        number = next(_numbers)
-        chosen = (
-            list(views)
-            if views is not None
-            else [v.projection for v in procedure.views]
-        )
-        order = ImagingOrder(
-            horse_id=visit.horse_id,
-            visit_id=visit.id,
-            procedure_id=procedure.id,
-            procedure=procedure,
-            modality=procedure.modality,
-            accession_number=f"TEST{number:06d}",
-            requested_procedure_id=f"RP{number:06d}",
-            study_instance_uid=generate_uid(),
-            limb=limb,
-            requesting_clinician_id=vet.id,
-            scheduled_start=SERVICE_AT,
-        )
-        order.views = [
-            OrderView(
-                code=f"{limb}-{p}", limb=limb, projection=p, description=p, ordinal=i
-            )
-            for i, p in enumerate(chosen)
-        ]
-        db_session.add(order)
-        db_session.flush()
-        hooks.on_order_created(
-            db_session, order, actor or Actor(name=vet.username, user_id=vet.id)
-        )
-        return order
+        return place_order(db_session, vet, visit, procedure, views, **kwargs)
 
     return _place
 

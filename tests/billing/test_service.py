@@ -31,9 +31,13 @@ from .factories import (
     store_study,
 )
 
-# RAD-FET in the seeded fee schedule: 80.00 base, 22.00 a view, 20 % tax.
+# The seeded fee schedule: RAD-FET 80.00 for the standard set, RAD-VIEW 25.00
+# for each view beyond it, both with 20 % tax.
 RAD_FET_BASE = 8000
-RAD_FET_VIEW = 2200
+RAD_VIEW = 2500
+# The four standard views of the test procedure and its optional flexed view.
+STANDARD = ["LM", "DP", "D45L-PaMO", "D45M-PaLO"]
+WITH_FLEXED = [*STANDARD, "FLM"]
 
 
 def _actions(db_session: Session, action: str) -> list[AuditEvent]:
@@ -48,18 +52,29 @@ def _drafts(db_session: Session, syndicate: Syndicate) -> list[Invoice]:
     return service.drafts_for_visit(db_session, syndicate.visit.id)
 
 
+def test_order_of_the_standard_set_posts_the_base_fee(
+    db_session: Session, syndicate: Syndicate, place_order: OrderPlacer
+) -> None:
+    order = place_order(syndicate.visit, make_procedure(db_session), STANDARD)
+
+    lines = service.charges_for_order(db_session, order.id)
+    assert [(c.kind, c.fee_code, c.quantity, c.amount) for c in lines] == [
+        ("procedure", "RAD-FET", 1, RAD_FET_BASE)
+    ]
+
+
 def test_order_posts_base_and_view_lines_at_once(
     db_session: Session, syndicate: Syndicate, place_order: OrderPlacer
 ) -> None:
-    order = place_order(syndicate.visit, make_procedure(db_session))
+    order = place_order(syndicate.visit, make_procedure(db_session), WITH_FLEXED)
 
     lines = service.charges_for_order(db_session, order.id)
     assert [(c.kind, c.fee_code, c.quantity, c.unit_price) for c in lines] == [
         ("procedure", "RAD-FET", 1, RAD_FET_BASE),
-        ("views", "RAD-FET", 4, RAD_FET_VIEW),
+        ("views", "RAD-VIEW", 1, RAD_VIEW),
     ]
-    assert [c.amount for c in lines] == [8000, 8800]
-    assert [c.tax_amount for c in lines] == [1600, 1760]
+    assert [c.amount for c in lines] == [8000, 2500]
+    assert [c.tax_amount for c in lines] == [1600, 500]
     assert all(c.service_date == SERVICE_DAY for c in lines)
     assert all(c.visit_id == syndicate.visit.id for c in lines)
     assert len(_actions(db_session, "charge.post")) == 2
@@ -68,9 +83,12 @@ def test_order_posts_base_and_view_lines_at_once(
 def test_order_drafts_one_invoice_per_owner_adding_up_to_the_charge(
     db_session: Session, syndicate: Syndicate, place_order: OrderPlacer
 ) -> None:
-    # Three views of 22.01 make amounts that do not split evenly.
+    # Three extra views at RAD-FET's own add-on of 22.01 make amounts that do
+    # not split evenly.
     fees.update_fee(db_session, syndicate.actor, "RAD-FET", view_price=2201)
-    place_order(syndicate.visit, make_procedure(db_session), ["LM", "DP", "D45L-PaMO"])
+    extra = ["FLM", "DMPaO", "SKY"]
+    procedure = make_procedure(db_session, optional=extra)
+    place_order(syndicate.visit, procedure, STANDARD + extra)
 
     charges = service.charges_for_visit(db_session, syndicate.visit.id)
     drafts = _drafts(db_session, syndicate)
@@ -96,7 +114,7 @@ def test_order_drafts_one_invoice_per_owner_adding_up_to_the_charge(
 def test_cancel_before_images_reverses_with_credit_lines(
     db_session: Session, syndicate: Syndicate, place_order: OrderPlacer
 ) -> None:
-    order = place_order(syndicate.visit, make_procedure(db_session))
+    order = place_order(syndicate.visit, make_procedure(db_session), WITH_FLEXED)
     order.status = "cancelled"
     order.cancel_reason = "horse sound on the day"
     hooks.on_order_cancelled(db_session, order, syndicate.actor)
@@ -119,7 +137,7 @@ def test_cancel_before_images_reverses_with_credit_lines(
 def test_cancel_after_images_keeps_the_charge_and_needs_a_reason(
     db_session: Session, syndicate: Syndicate, place_order: OrderPlacer
 ) -> None:
-    order = place_order(syndicate.visit, make_procedure(db_session))
+    order = place_order(syndicate.visit, make_procedure(db_session), WITH_FLEXED)
     store_study(db_session, horse_id=syndicate.horse.id, order_id=order.id, images=4)
     order.cancel_reason = None
 
@@ -137,7 +155,7 @@ def test_cancel_after_images_keeps_the_charge_and_needs_a_reason(
 def test_waiver_cancels_the_charge_with_an_audited_reason(
     db_session: Session, syndicate: Syndicate, place_order: OrderPlacer
 ) -> None:
-    order = place_order(syndicate.visit, make_procedure(db_session))
+    order = place_order(syndicate.visit, make_procedure(db_session), WITH_FLEXED)
     store_study(db_session, horse_id=syndicate.horse.id, order_id=order.id, images=4)
 
     credits = service.waive_order(
@@ -156,8 +174,9 @@ def test_waiver_cancels_the_charge_with_an_audited_reason(
 def test_editing_views_reverses_the_old_line_and_posts_the_new(
     db_session: Session, syndicate: Syndicate, place_order: OrderPlacer
 ) -> None:
-    procedure = make_procedure(db_session)
-    order = place_order(syndicate.visit, procedure, ["LM", "DP"])
+    extra = ["FLM", "SKY"]
+    procedure = make_procedure(db_session, optional=extra)
+    order = place_order(syndicate.visit, procedure, STANDARD + extra)
     order.views.pop()
     db_session.flush()
 
@@ -170,28 +189,36 @@ def test_editing_views_reverses_the_old_line_and_posts_the_new(
         for c in service.charges_for_order(db_session, order.id)
         if c.kind == ChargeKind.REVERSAL
     ]
-    assert [(c.quantity, c.amount) for c in reversed_] == [(2, -4400)]
+    assert [(c.quantity, c.amount) for c in reversed_] == [(2, -2 * RAD_VIEW)]
     # Nothing changes when the order is edited without a priced change.
     hooks.on_order_edited(db_session, order, syndicate.actor)
     assert len(service.charges_for_order(db_session, order.id)) == 4
 
 
-def test_per_view_fee_code_prices_the_views(
+def test_per_view_fee_code_prices_views_beyond_the_standard_set(
     db_session: Session, syndicate: Syndicate, place_order: OrderPlacer
 ) -> None:
+    standard = [f"P{i}" for i in range(10)]
     procedure = make_procedure(
-        db_session,
-        "PPE-SET",
-        "RAD-PPE",
-        per_view_fee_code="RAD-VIEW",
-        projections=[f"P{i}" for i in range(22)],
+        db_session, "PPE-SET", "RAD-PPE", projections=standard, optional=["X1", "X2"]
     )
-    order = place_order(syndicate.visit, procedure)
+    order = place_order(syndicate.visit, procedure, [*standard, "X1", "X2"])
     lines = service.charges_for_order(db_session, order.id)
-    # RAD-PPE includes 20 views; two more at the RAD-VIEW price.
     assert [(c.fee_code, c.quantity, c.unit_price) for c in lines] == [
         ("RAD-PPE", 1, 42000),
-        ("RAD-VIEW", 2, 2500),
+        ("RAD-VIEW", 2, RAD_VIEW),
+    ]
+
+
+def test_own_view_price_of_a_fee_overrides_the_per_view_fee_code(
+    db_session: Session, syndicate: Syndicate, place_order: OrderPlacer
+) -> None:
+    procedure = make_procedure(db_session, "STIFLE", "RAD-STIFLE")
+    order = place_order(syndicate.visit, procedure, WITH_FLEXED)
+    lines = service.charges_for_order(db_session, order.id)
+    assert [(c.fee_code, c.quantity, c.unit_price) for c in lines] == [
+        ("RAD-STIFLE", 1, 11000),
+        ("RAD-STIFLE", 1, 3000),
     ]
 
 
@@ -200,9 +227,9 @@ def test_views_beyond_the_order_follow_the_practice_policy(
     db_session: Session, syndicate: Syndicate, place_order: OrderPlacer, policy: str
 ) -> None:
     fees.set_extra_views_policy(db_session, syndicate.actor, policy)
-    order = place_order(syndicate.visit, make_procedure(db_session), ["LM", "DP"])
+    order = place_order(syndicate.visit, make_procedure(db_session), STANDARD)
     study = store_study(
-        db_session, horse_id=syndicate.horse.id, order_id=order.id, images=5
+        db_session, horse_id=syndicate.horse.id, order_id=order.id, images=7
     )
 
     hooks.on_study_received(db_session, study, syndicate.actor)
@@ -212,12 +239,34 @@ def test_views_beyond_the_order_follow_the_practice_policy(
         db_session, order_id=order.id, kinds=[ChargeKind.EXTRA_VIEWS]
     )
     if policy == "charge":
-        assert [(c.quantity, c.amount) for c in extra] == [(3, 3 * RAD_FET_VIEW)]
+        assert [(c.fee_code, c.quantity, c.amount) for c in extra] == [
+            ("RAD-VIEW", 3, 3 * RAD_VIEW)
+        ]
         assert service.view_count(db_session, order).uncharged == 0
     else:
         assert extra == []
         assert service.view_count(db_session, order).uncharged == 3
         assert len(_actions(db_session, "charge.views_flagged")) == 2
+
+
+def test_ultrasound_images_are_not_counted_as_extra_views(
+    db_session: Session, syndicate: Syndicate, place_order: OrderPlacer
+) -> None:
+    fees.set_extra_views_policy(db_session, syndicate.actor, "charge")
+    procedure = make_procedure(
+        db_session, "TENDON", "US-TEN", modality="US", per_view_fee_code="US-ZONE"
+    )
+    order = place_order(syndicate.visit, procedure, STANDARD)
+    study = store_study(
+        db_session,
+        horse_id=syndicate.horse.id,
+        order_id=order.id,
+        images=40,
+        modality="US",
+    )
+    hooks.on_study_received(db_session, study, syndicate.actor)
+    assert service.view_count(db_session, order).uncharged == 0
+    assert len(service.charges_for_order(db_session, order.id)) == 1
 
 
 def test_unknown_fee_code_posts_nothing_and_names_the_code(
@@ -246,7 +295,7 @@ def test_shares_not_adding_up_on_the_service_date_refuse_the_charge(
     db_session.flush()
 
     with pytest.raises(DomainError, match="add up to 110 %, not 100 %") as raised:
-        place_order(syndicate.visit, make_procedure(db_session))
+        place_order(syndicate.visit, make_procedure(db_session), WITH_FLEXED)
     assert (raised.value.field, raised.value.value) == ("ownership.share", "110 %")
     assert "2026-11-20" in raised.value.message
 
@@ -264,7 +313,7 @@ def test_ownership_in_force_on_the_service_date_decides_the_split(
         SERVICE_DAY + dt.timedelta(days=1),
         [ShareInput(syndicate.owners[0].id, 10000)],
     )
-    place_order(syndicate.visit, make_procedure(db_session))
+    place_order(syndicate.visit, make_procedure(db_session), WITH_FLEXED)
     assert len(_drafts(db_session, syndicate)) == 3
 
 
@@ -273,7 +322,7 @@ def test_horse_without_owner_gets_charges_but_no_invoice(
 ) -> None:
     stray = make_horse(db_session, syndicate.actor, [], barn_name="Stray")
     visit = make_visit(db_session, syndicate.actor, stray)
-    order = place_order(visit, make_procedure(db_session))
+    order = place_order(visit, make_procedure(db_session), WITH_FLEXED)
     assert len(service.charges_for_order(db_session, order.id)) == 2
     assert service.drafts_for_visit(db_session, visit.id) == []
     _, ownerless = service.unbilled_parts(db_session, visit)
@@ -283,7 +332,7 @@ def test_horse_without_owner_gets_charges_but_no_invoice(
 def test_issue_numbers_and_freezes_an_invoice(
     db_session: Session, syndicate: Syndicate, place_order: OrderPlacer
 ) -> None:
-    place_order(syndicate.visit, make_procedure(db_session))
+    place_order(syndicate.visit, make_procedure(db_session), WITH_FLEXED)
     first, second, _ = _drafts(db_session, syndicate)
 
     service.issue_invoice(db_session, syndicate.actor, first)
@@ -300,7 +349,7 @@ def test_issue_numbers_and_freezes_an_invoice(
 def test_charges_after_issue_go_on_a_new_draft(
     db_session: Session, syndicate: Syndicate, place_order: OrderPlacer
 ) -> None:
-    place_order(syndicate.visit, make_procedure(db_session))
+    place_order(syndicate.visit, make_procedure(db_session), WITH_FLEXED)
     issued = _drafts(db_session, syndicate)[0]
     service.issue_invoice(db_session, syndicate.actor, issued)
     frozen = [(line.id, line.amount) for line in issued.lines]
@@ -311,13 +360,17 @@ def test_charges_after_issue_go_on_a_new_draft(
     assert [d.client_id for d in drafts] == [o.id for o in syndicate.owners]
     assert [(line.id, line.amount) for line in issued.lines] == frozen
     assert {line.fee_code for line in drafts[0].lines} == {"RAD-HOCK"}
-    assert {line.fee_code for line in drafts[1].lines} == {"RAD-FET", "RAD-HOCK"}
+    assert {line.fee_code for line in drafts[1].lines} == {
+        "RAD-FET",
+        "RAD-VIEW",
+        "RAD-HOCK",
+    }
 
 
 def test_pay_void_and_credit_note(
     db_session: Session, syndicate: Syndicate, place_order: OrderPlacer
 ) -> None:
-    place_order(syndicate.visit, make_procedure(db_session))
+    place_order(syndicate.visit, make_procedure(db_session), WITH_FLEXED)
     owner_a, owner_b, _ = _drafts(db_session, syndicate)
     service.issue_invoice(db_session, syndicate.actor, owner_a)
     service.issue_invoice(db_session, syndicate.actor, owner_b)

@@ -40,7 +40,6 @@ EDITABLE_FIELDS = (
     "description",
     "unit_price",
     "view_price",
-    "included_views",
     "tax_rate",
     "unscheduled_modalities",
     "active",
@@ -138,13 +137,6 @@ def _check_fields(fields: Mapping[str, Any], *, code: str) -> None:
                 field=name,
                 value=value,
             )
-    views = fields.get("included_views")
-    if views is not None and (not isinstance(views, int) or views < 0):
-        raise DomainError(
-            f"included_views of fee {code!r} is {views!r}; give a count of 0 or more",
-            field="included_views",
-            value=views,
-        )
     rate = fields.get("tax_rate")
     if rate is not None and (
         not isinstance(rate, int) or not 0 <= rate <= MAX_TAX_RATE

@@ -65,10 +65,12 @@ class ExtraViewsPolicy(enum.StrEnum):
 class FeeItem(Base):
     """A fee schedule entry: a procedure code and its prices.
 
-    ``unit_price`` is the base fee. ``view_price`` is added for each view beyond
-    the first ``included_views``. ``unscheduled_modalities`` (space-separated
-    (0008,0060) Modality values) makes this the estimate for a received study
-    of that modality with no order.
+    ``unit_price`` is the base fee, which covers a procedure's standard set of
+    views. ``view_price``, when above zero, is this procedure's add-on for each
+    view beyond the standard set; otherwise the catalog's per-view fee code
+    prices those views. ``unscheduled_modalities`` (space-separated (0008,0060)
+    Modality values) makes this item the estimate for a study of that modality
+    received with no order: its base fee plus ``view_price`` for each image.
     """
 
     __tablename__ = "billing_fee_item"
@@ -78,7 +80,6 @@ class FeeItem(Base):
     description: Mapped[str] = mapped_column(String(200))
     unit_price: Mapped[int] = mapped_column(Integer)
     view_price: Mapped[int] = mapped_column(Integer, default=0)
-    included_views: Mapped[int] = mapped_column(Integer, default=0)
     tax_rate: Mapped[int] = mapped_column(Integer, default=0)
     unscheduled_modalities: Mapped[str] = mapped_column(String(64), default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)

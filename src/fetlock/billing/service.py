@@ -39,7 +39,8 @@ from fetlock.billing.split import split_amount
 from fetlock.config import Settings, get_settings
 from fetlock.db.base import utcnow
 from fetlock.db.counters import next_value
-from fetlock.imaging.models import ImagingOrder
+from fetlock.documents.invoice import InvoiceDocument, InvoiceRow, render_invoice_pdf
+from fetlock.imaging.models import ImagingOrder, Procedure
 from fetlock.imaging.study_models import Instance, Study
 from fetlock.practice.models import FULL_SHARE, Client, Horse, Visit
 from fetlock.practice.service import owners_on
@@ -57,6 +58,10 @@ DESCRIPTION_MAX = 200
 
 # Service kinds an order posts; extra views are tracked apart.
 ORDER_KINDS = (ChargeKind.PROCEDURE, ChargeKind.VIEWS)
+
+# (0008,0060) Modality values where each image is one radiographic view, so
+# images beyond the ordered views are views beyond the order.
+ONE_IMAGE_PER_VIEW_MODALITIES = frozenset({"DX", "CR"})
 
 
 def _settings(settings: Settings | None) -> Settings:
@@ -296,29 +301,50 @@ def order_service_date(
     return local_date(order.scheduled_start or order.created_at or utcnow(), settings)
 
 
-def views_fee(db_session: Session, order: ImagingOrder, base: FeeItem) -> FeeItem:
-    """The fee item that prices an order's views.
+@dataclass(frozen=True)
+class ViewPrice:
+    """The fee code, price and tax rate of one view beyond the standard set."""
 
-    The procedure's ``per_view_fee_code`` when it has one (its unit price is
-    the price of a view), else the base item (its view price).
+    fee_code: str
+    unit_price: int
+    tax_rate: int
+
+
+def view_price(
+    db_session: Session, procedure: Procedure, base: FeeItem
+) -> ViewPrice | None:
+    """How a view beyond the procedure's standard set is priced, if at all.
+
+    The base item's own ``view_price`` when above zero; else the unit price of
+    the catalog's ``per_view_fee_code``; else None (extra views are free).
     """
-    code = order.procedure.per_view_fee_code
-    if code:
-        return fees.fee_for_charge(
-            db_session, code, field="procedure.per_view_fee_code"
+    per_view = None
+    if procedure.per_view_fee_code:
+        per_view = fees.fee_for_charge(
+            db_session,
+            procedure.per_view_fee_code,
+            field="procedure.per_view_fee_code",
         )
-    return base
+    if base.view_price > 0:
+        return ViewPrice(base.code, base.view_price, base.tax_rate)
+    if per_view is not None and per_view.unit_price > 0:
+        return ViewPrice(per_view.code, per_view.unit_price, per_view.tax_rate)
+    return None
 
 
-def _view_unit_price(base: FeeItem, view_item: FeeItem) -> int:
-    return view_item.unit_price if view_item is not base else base.view_price
+def standard_view_count(procedure: Procedure) -> int:
+    """Views in the procedure's standard set, which its base fee covers."""
+    return sum(1 for view in procedure.views if view.default_selected)
 
 
 def order_lines(db_session: Session, order: ImagingOrder) -> list[LineSpec]:
-    """The lines an order is charged: the base fee, then the views it bills."""
+    """The lines an order is charged: the base fee, then any views beyond the
+    standard set."""
+    procedure = order.procedure
     base = fees.fee_for_charge(
-        db_session, order.procedure.fee_code, field="procedure.fee_code"
+        db_session, procedure.fee_code, field="procedure.fee_code"
     )
+    price = view_price(db_session, procedure, base)
     lines = [
         LineSpec(
             kind=ChargeKind.PROCEDURE,
@@ -329,20 +355,21 @@ def order_lines(db_session: Session, order: ImagingOrder) -> list[LineSpec]:
             tax_rate=base.tax_rate,
         )
     ]
-    view_item = views_fee(db_session, order, base)
-    unit = _view_unit_price(base, view_item)
-    billed_views = len(order.views) - base.included_views
-    if billed_views > 0 and unit > 0:
+    standard = standard_view_count(procedure)
+    beyond = len(order.views) - standard
+    if beyond > 0 and price is not None:
         codes = ", ".join(view.code for view in order.views)
-        included = f", {base.included_views} included" if base.included_views else ""
         lines.append(
             LineSpec(
                 kind=ChargeKind.VIEWS,
-                fee_code=view_item.code,
-                description=f"Views: {codes}{included}",
-                quantity=billed_views,
-                unit_price=unit,
-                tax_rate=view_item.tax_rate,
+                fee_code=price.fee_code,
+                description=(
+                    f"Views beyond the standard {standard} of {procedure.code} "
+                    f"(ordered: {codes})"
+                ),
+                quantity=beyond,
+                unit_price=price.unit_price,
+                tax_rate=price.tax_rate,
             )
         )
     return lines
@@ -536,14 +563,22 @@ def waive_order(
 
 @dataclass(frozen=True)
 class ViewCount:
-    """Views ordered, received and charged beyond the order, for one order."""
+    """Views ordered, images received and views charged beyond the order.
+
+    ``one_image_per_view`` is False for modalities such as ultrasound, where
+    the image count says nothing about the views (zones) examined; no extra
+    views are then counted.
+    """
 
     ordered: int
     received: int
     charged_extra: int
+    one_image_per_view: bool
 
     @property
     def uncharged(self) -> int:
+        if not self.one_image_per_view:
+            return 0
         return max(0, self.received - self.ordered - self.charged_extra)
 
 
@@ -555,6 +590,7 @@ def view_count(db_session: Session, order: ImagingOrder) -> ViewCount:
         ordered=len(order.views),
         received=images_received(db_session, order.id),
         charged_extra=sum(c.quantity for c in extra),
+        one_image_per_view=order.modality in ONE_IMAGE_PER_VIEW_MODALITIES,
     )
 
 
@@ -565,19 +601,18 @@ def extra_view_line(
     base = fees.fee_for_charge(
         db_session, order.procedure.fee_code, field="procedure.fee_code"
     )
-    view_item = views_fee(db_session, order, base)
-    unit = _view_unit_price(base, view_item)
-    if unit <= 0 or quantity <= 0:
+    price = view_price(db_session, order.procedure, base)
+    if price is None or quantity <= 0:
         return None
     return LineSpec(
         kind=ChargeKind.EXTRA_VIEWS,
-        fee_code=view_item.code,
+        fee_code=price.fee_code,
         description=(
             f"Views received beyond the order (accession {order.accession_number})"
         ),
         quantity=quantity,
-        unit_price=unit,
-        tax_rate=view_item.tax_rate,
+        unit_price=price.unit_price,
+        tax_rate=price.tax_rate,
     )
 
 
@@ -914,7 +949,7 @@ def _lock(db_session: Session, invoice: Invoice) -> Invoice:
     return invoice
 
 
-def _refuse_change(invoice: Invoice, what: str) -> Conflict:
+def refuse_change(invoice: Invoice, what: str) -> Conflict:
     return Conflict(
         f"invoice {invoice.label} is {invoice.status} and cannot be changed "
         f"({what}); issued invoices are corrected by a credit note: POST "
@@ -930,7 +965,7 @@ def update_draft(
     """Change a draft's notes; any other invoice answers 409."""
     _lock(db_session, invoice)
     if invoice.status != InvoiceStatus.DRAFT:
-        raise _refuse_change(invoice, "notes")
+        raise refuse_change(invoice, "notes")
     invoice.notes = notes
     invoice.updated_at = utcnow()
     db_session.flush()
@@ -1292,3 +1327,113 @@ def visits_with_billing(db_session: Session, horse_id: int) -> list[Visit]:
             .order_by(Visit.started_at.desc(), Visit.id.desc())
         ).scalars()
     )
+
+
+# --------------------------------------------------------------------------
+# PDF
+# --------------------------------------------------------------------------
+
+TITLES = {
+    (InvoiceKind.INVOICE, InvoiceStatus.DRAFT): "Draft invoice",
+    (InvoiceKind.CREDIT_NOTE, InvoiceStatus.DRAFT): "Draft credit note",
+}
+
+
+def invoice_document(
+    db_session: Session, invoice: Invoice, *, settings: Settings | None = None
+) -> InvoiceDocument:
+    """The plain values printed on ``invoice``'s PDF."""
+    settings = _settings(settings)
+    client = invoice.client
+    horse = invoice.horse
+    visit = invoice.visit
+    kind = InvoiceKind(invoice.kind)
+    title = TITLES.get(
+        (kind, InvoiceStatus(invoice.status)),
+        "Credit note" if kind == InvoiceKind.CREDIT_NOTE else "Invoice",
+    )
+    address = [
+        line
+        for line in (
+            client.address_line1,
+            client.address_line2,
+            " ".join(p for p in (client.town, client.postcode) if p),
+            client.county,
+            client.country,
+        )
+        if line
+    ]
+    remarks = _remarks(db_session, invoice, settings)
+    # NOTE: the practice's own name comes from a ``practice_name`` setting once
+    # one exists; until then the product name heads the page.
+    issuer = getattr(settings, "practice_name", None) or "Fetlock equine practice"
+    return InvoiceDocument(
+        issuer=issuer,
+        title=title,
+        number=invoice.number,
+        status=invoice.status,
+        currency=invoice.currency,
+        client_name=client.display_name,
+        client_address=address,
+        horse_name=horse.barn_name,
+        patient_id=horse.patient_id,
+        visit_date=local_date(visit.started_at, settings),
+        issued_on=local_date(invoice.issued_at, settings)
+        if invoice.issued_at
+        else None,
+        rows=[
+            InvoiceRow(
+                service_date=line.service_date,
+                fee_code=line.fee_code,
+                description=line.description,
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                charge_amount=line.charge_amount,
+                share=line.share,
+                amount=line.amount,
+                tax_rate=line.tax_rate,
+                tax_amount=line.tax_amount,
+            )
+            for line in invoice.lines
+        ],
+        subtotal=invoice.subtotal,
+        tax_total=invoice.tax_total,
+        total=invoice.total,
+        remarks=remarks,
+    )
+
+
+def _remarks(db_session: Session, invoice: Invoice, settings: Settings) -> list[str]:
+    remarks = []
+    if invoice.status == InvoiceStatus.DRAFT:
+        remarks.append("Draft: not yet issued, and not a request for payment.")
+    if invoice.credit_for_id is not None:
+        original = db_session.get(Invoice, invoice.credit_for_id)
+        if original is not None:
+            remarks.append(f"Credits invoice {original.label}.")
+    if invoice.status == InvoiceStatus.PAID and invoice.paid_at is not None:
+        paid = local_date(invoice.paid_at, settings).isoformat()
+        reference = (
+            f" (reference {invoice.payment_reference})"
+            if invoice.payment_reference
+            else ""
+        )
+        remarks.append(f"Paid on {paid}{reference}. Thank you.")
+    if invoice.status == InvoiceStatus.VOID:
+        remarks.append(f"Void: {invoice.void_reason or 'no reason given'}.")
+    shares = {line.share for line in invoice.lines}
+    if shares and shares != {FULL_SHARE}:
+        remarks.append(
+            "The horse has several owners: each line shows the whole charge, your "
+            "share of it, and your part. The owners' parts add up to the charge."
+        )
+    if invoice.notes:
+        remarks.append(invoice.notes)
+    return remarks
+
+
+def invoice_pdf(
+    db_session: Session, invoice: Invoice, *, settings: Settings | None = None
+) -> bytes:
+    """The PDF of ``invoice``, rendered afresh (an issued one never changes)."""
+    return render_invoice_pdf(invoice_document(db_session, invoice, settings=settings))

@@ -27,7 +27,6 @@ def upgrade() -> None:
         sa.Column("description", sa.String(length=200), nullable=False),
         sa.Column("unit_price", sa.Integer(), nullable=False),
         sa.Column("view_price", sa.Integer(), nullable=False),
-        sa.Column("included_views", sa.Integer(), nullable=False),
         sa.Column("tax_rate", sa.Integer(), nullable=False),
         sa.Column("unscheduled_modalities", sa.String(length=64), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
