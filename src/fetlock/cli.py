@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -193,6 +194,16 @@ def token_create(
         lifetime = dt.timedelta(days=days) if days > 0 else None
         token, _row = create_api_token(db_session, user, name, lifetime=lifetime)
     typer.echo(token)
+
+
+@app.command("import")
+def import_files(
+    path: Annotated[Path, typer.Argument(help="A folder, a DICOMDIR or a DICOM file.")],
+) -> None:
+    """Import DICOM files (a folder, a DICOMDIR, a USB export); exit 1 on failures."""
+    from fetlock.imaging.import_command import run_import
+
+    raise typer.Exit(run_import(get_settings(), path))
 
 
 @audit_app.command("verify")
