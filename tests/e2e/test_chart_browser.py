@@ -1,0 +1,65 @@
+"""A veterinarian on a phone: search, open the chart, write and sign a note."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from .conftest import PHONE_VIEWPORT, LiveServer
+
+pytestmark = pytest.mark.browser
+
+
+def _assert_no_sideways_scroll(page: Page) -> None:
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE_VIEWPORT["width"], (
+        f"{page.url} is {width} px wide on a {PHONE_VIEWPORT['width']} px screen"
+    )
+
+
+def test_vet_signs_a_soap_note_from_the_chart_on_a_phone(
+    live_server: LiveServer, phone_page: Page, login: Callable[[Page, str], None]
+) -> None:
+    page = phone_page
+    login(page, "vet")
+
+    # Search by the registered name, typed without capitals.
+    page.goto(live_server.url("/horses"))
+    _assert_no_sideways_scroll(page)
+    page.fill("#q", "oakridge tempest")
+    page.click("form.search button[type=submit]")
+    result = page.locator("ul.results li")
+    expect(result).to_have_count(1)
+    expect(result).to_contain_text("Storm")
+
+    result.locator("a.result-title").click()
+    expect(page.locator("h1")).to_contain_text("Storm")
+    expect(page.locator(".patient-id")).to_have_text("FL000002")
+    expect(page.locator("dd.owners")).to_contain_text("Oakridge Racing Syndicate 50%")
+    for heading in ("Imaging orders", "Studies", "Billing"):
+        expect(page.get_by_role("heading", name=heading)).to_be_visible()
+    _assert_no_sideways_scroll(page)
+
+    # The horse is in hospital: the banner links a note to that admission.
+    page.click(".current-visit a.new-note")
+    expect(page.locator("h1")).to_have_text("New SOAP note")
+    _assert_no_sideways_scroll(page)
+    page.fill("#subjective", "Bright, eating hay, passing normal droppings.")
+    page.fill("#objective", "HR 40, RR 12, T 37.6 °C. Normal gut sounds all quadrants.")
+    page.fill("#assessment", "Colic resolved with medical treatment.")
+    page.fill("#plan", "Discharge tomorrow; walk in hand 10 minutes twice daily.")
+    page.click("button[name=action][value=sign]")
+
+    # Back on the chart, the new note is signed by the logged-in vet.
+    page.wait_for_url("**/horses/*#note-*")
+    note_id = page.url.rsplit("#note-", 1)[1]
+    note = page.locator(f"#note-{note_id}")
+    expect(note).to_have_attribute("data-status", "signed")
+    expect(note.locator(".signature")).to_contain_text("Signed by Dr Sarah Whitfield")
+    expect(note).to_contain_text("Colic resolved with medical treatment.")
+    # A signed note offers an addendum, never an edit.
+    expect(note.get_by_role("link", name="Add addendum")).to_be_visible()
+    expect(note.get_by_role("link", name="Edit draft")).to_have_count(0)
+    _assert_no_sideways_scroll(page)
