@@ -145,7 +145,7 @@ def _store(event: evt.Event, context: ScpContext) -> int | Dataset:
         )
         return SUCCESS
     assert result.reject is not None
-    return _failure(result.reject.dimse_status, result.reason or "refused")
+    return _failure(result.reject.dimse_status, result.comment or "refused")
 
 
 def _failure(status: int, comment: str) -> Dataset:

@@ -147,13 +147,29 @@ class RejectReason(enum.Enum):
     def dimse_status(self) -> int:
         return self.value
 
+    @property
+    def comment(self) -> str:
+        """A short phrase for protocol fields such as (0000,0902) Error Comment."""
+        return _REJECT_COMMENTS[self]
+
+
+_REJECT_COMMENTS = {
+    RejectReason.MALFORMED: "malformed or truncated data set",
+    RejectReason.MISSING_ATTRIBUTE: "a required UID is missing",
+    RejectReason.INVALID_UID: "a UID is not valid",
+    RejectReason.UID_CONFLICT: "SOP Instance UID taken by other data",
+    RejectReason.NOT_AN_INSTANCE: "a DICOMDIR is not an instance",
+    RejectReason.OUT_OF_RESOURCES: "storage full; retry later",
+}
+
 
 @dataclass(frozen=True)
 class StoreResult:
     """Outcome of one ``store_instance`` call.
 
     ``reason`` explains a rejection (naming the object, the attribute or the
-    conflict, and what to do); ``reject`` classifies it for protocol replies.
+    conflict, and what to do); ``reject`` classifies it for protocol replies;
+    ``comment`` says it in at most 64 characters, for the DIMSE Error Comment.
     """
 
     status: StoreStatus
@@ -165,6 +181,7 @@ class StoreResult:
     instance_id: int | None = None
     study_id: int | None = None
     size_bytes: int = 0
+    comment: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -172,10 +189,18 @@ class StoreResult:
 
 
 class Rejected(Exception):
-    def __init__(self, reject: RejectReason, reason: str, **uids: str | None):
+    def __init__(
+        self,
+        reject: RejectReason,
+        reason: str,
+        *,
+        comment: str | None = None,
+        **uids: str | None,
+    ):
         super().__init__(reason)
         self.reject = reject
         self.reason = reason
+        self.comment = comment or reject.comment
         self.uids = uids
 
 
@@ -265,16 +290,19 @@ def store_instance(
         )
     except Rejected as exc:
         logger.warning("rejected %s from %s: %s", label, _sender(actor), exc.reason)
-        return _rejected(exc.reject, exc.reason, **exc.uids)
+        return _rejected(exc.reject, exc.reason, comment=exc.comment, **exc.uids)
     finally:
         blobs.discard(staged)
 
 
-def _rejected(reject: RejectReason, reason: str, **uids: str | None) -> StoreResult:
+def _rejected(
+    reject: RejectReason, reason: str, *, comment: str | None = None, **uids: str | None
+) -> StoreResult:
     return StoreResult(
         status=StoreStatus.REJECTED,
         reason=reason,
         reject=reject,
+        comment=comment or reject.comment,
         sop_instance_uid=uids.get("sop_instance_uid"),
         study_instance_uid=uids.get("study_instance_uid"),
         sop_class_uid=uids.get("sop_class_uid"),
@@ -436,6 +464,7 @@ def _parse(staged: StagedBlob, label: str, transfer_syntax: str | None) -> _Pars
                 RejectReason.MISSING_ATTRIBUTE,
                 f"{label} has no {tag}; the object cannot be filed without it. "
                 "Check the sending device's export settings",
+                comment=f"missing {tag}",
                 **partial,
             )
         if len(value) > UID_MAX or not _UID.match(value):
@@ -443,6 +472,7 @@ def _parse(staged: StagedBlob, label: str, transfer_syntax: str | None) -> _Pars
                 RejectReason.INVALID_UID,
                 f"{label}: {tag} {value!r} is not a valid UID (digits and dots, at "
                 f"most {UID_MAX} characters); correct the sending device",
+                comment=f"invalid {tag}",
                 **partial,
             )
 
@@ -647,6 +677,7 @@ def _quarantine(
         sop_class_uid=parsed.sop_class_uid,
         reason=reason,
         reject=RejectReason.UID_CONFLICT,
+        comment=RejectReason.UID_CONFLICT.comment,
         size_bytes=staged.size,
     )
 
