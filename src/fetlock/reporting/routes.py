@@ -55,7 +55,7 @@ from fetlock.reporting.schemas import (
     TermIn,
     TermOut,
 )
-from fetlock.web.deps import get_database, get_db_session
+from fetlock.web.deps import get_db_session
 from fetlock.web.errors import DomainError, NotFound
 from fetlock.web.templating import render
 
@@ -368,6 +368,7 @@ def _csv_lines(
         tail = [report.impression or report.title, f"{base_url}/reports/{report.id}"]
         findings: list[ReportFinding | None] = list(hit.findings) or [None]
         for f in findings:
+            middle: list[object]
             if f is None:
                 middle = [""] * 8
             else:
@@ -397,19 +398,20 @@ def _csv_response(
     )
 
 
-def _refuse_signing(request: Request, principal: Principal, report_id: int) -> None:
-    """Refuse a signature by a non-radiologist, auditing it in its own transaction.
+def _refuse_signing(db_session: Session, principal: Principal, report_id: int) -> None:
+    """Refuse a signature by a non-radiologist and audit the refusal.
 
-    The request's transaction is rolled back by the 403, so the audit event
-    is written through a separate session.
+    Nothing has been written yet, so the audit event is committed on its own
+    before the 403 rolls the rest of the request back.
     """
     from fetlock.audit import service as audit
 
-    with get_database(request).session() as audit_session:
-        audit.record(
-            audit_session, principal.actor, "report.sign.denied", "report",
-            report_id, detail={"role": principal.user.role},
-        )  # fmt: skip
+    db_session.rollback()
+    audit.record(
+        db_session, principal.actor, "report.sign.denied", "report", report_id,
+        detail={"role": principal.user.role},
+    )  # fmt: skip
+    db_session.commit()
     raise service.Forbidden(
         f"user {principal.user.username!r} has role {principal.user.role!r}; only "
         "a radiologist may sign a report",
@@ -602,14 +604,13 @@ def api_sign(
     "/api/v1/reports/{report_id}/addenda", response_model=ReportOut, status_code=201
 )
 def api_follow_up(
-    request: Request,
     report_id: int,
     body: FollowUpCreate,
     principal: Principal = Depends(can_report),
     db_session: Session = Depends(get_db_session),
 ) -> ReportOut:
     if body.sign and principal.user.role_enum is not Role.RADIOLOGIST:
-        _refuse_signing(request, principal, report_id)
+        _refuse_signing(db_session, principal, report_id)
     report = service.start_follow_up(
         db_session,
         principal.actor,
@@ -858,7 +859,10 @@ def study_page(
 
 
 def _user_names(db_session: Session) -> dict[int, str]:
-    return dict(db_session.execute(select(User.id, User.full_name)).tuples().all())
+    return {
+        user_id: name
+        for user_id, name in db_session.execute(select(User.id, User.full_name))
+    }
 
 
 @router.get("/reports/{report_id}/edit", include_in_schema=False)
