@@ -212,10 +212,10 @@ def _save_procedure_rows(
         key = (view.limb, view.projection)
         if key in seen:
             raise DomainError(
-                f"view {_view_code(view.limb, view.projection)!r} is listed twice; "
+                f"view {view_code(view.limb, view.projection)!r} is listed twice; "
                 "list each view once",
                 field="views",
-                value=_view_code(view.limb, view.projection),
+                value=view_code(view.limb, view.projection),
             )
         seen.add(key)
     procedure.code = data.code
@@ -260,11 +260,12 @@ class ViewSpec:
     description: str
 
 
-def _view_code(limb: str | None, projection: str) -> str:
+def view_code(limb: str | None, projection: str) -> str:
+    """Return the order code of a view, such as ``LF-LM`` or ``NP``."""
     return f"{limb}-{projection}" if limb else projection
 
 
-def _parse_view_code(code: str) -> tuple[str | None, str]:
+def parse_view_code(code: str) -> tuple[str | None, str]:
     head, _, rest = code.partition("-")
     if rest and head.upper() in Limb.__members__:
         return head.upper(), rest
@@ -278,7 +279,7 @@ def _procedure_views(procedure: Procedure, limb: str | None) -> list[ViewSpec]:
         view_limb = view.limb or limb
         specs.append(
             ViewSpec(
-                code=_view_code(view_limb, view.projection),
+                code=view_code(view_limb, view.projection),
                 limb=view_limb,
                 projection=view.projection,
                 description=view.description,
@@ -352,8 +353,8 @@ def resolve_views(
     seen: set[str] = set()
     for raw in codes:
         code = raw.strip()
-        view_limb, projection = _parse_view_code(code)
-        code = _view_code(view_limb, projection)
+        view_limb, projection = parse_view_code(code)
+        code = view_code(view_limb, projection)
         if code in seen:
             raise DomainError(
                 f"view {code!r} is listed twice; list each view once",
@@ -561,6 +562,28 @@ def _requesting_clinician(db_session: Session, user_id: int) -> User:
     return user
 
 
+def _default_station(db_session: Session, modality: str) -> RemoteAE:
+    """Return the one active station for ``modality``, or raise naming the choice."""
+    stations = [
+        s
+        for s in list_stations(db_session, include_inactive=False)
+        if s.modality == modality
+    ]
+    if len(stations) == 1:
+        return stations[0]
+    if not stations:
+        message = (
+            f"no active {modality} modality is configured, so the order cannot "
+            "reach a worklist; an administrator adds one at /modalities"
+        )
+    else:
+        message = (
+            f"several {modality} stations are configured; choose the performing "
+            f"station: {', '.join(s.ae_title for s in stations)}"
+        )
+    raise DomainError(message, field="station_ae_title", value=None)
+
+
 def _check_station_modality(station: RemoteAE | None, modality: str) -> None:
     if station is not None and station.modality != modality:
         raise DomainError(
@@ -646,7 +669,7 @@ def create_order(
     station = (
         station_by_ae_title(db_session, data.station_ae_title)
         if data.station_ae_title
-        else None
+        else _default_station(db_session, modality)
     )
     _check_station_modality(station, modality)
     start = _local_start(settings, data.scheduled_start, field_name="scheduled_start")
@@ -779,7 +802,7 @@ def edit_order(
         station = (
             station_by_ae_title(db_session, data.station_ae_title)
             if data.station_ae_title
-            else None
+            else _default_station(db_session, modality)
         )
     _check_station_modality(station, modality)
     clinician_id = order.requesting_clinician_id
@@ -1258,6 +1281,16 @@ def _copy_report(instance: MppsInstance, report: MppsReport) -> None:
     instance.started_at = report.started_at
     instance.ended_at = report.ended_at
     instance.attributes_json = report.attributes_json
+
+
+def mpps_for_order(db_session: Session, order_id: int) -> list[MppsInstance]:
+    return list(
+        db_session.execute(
+            select(MppsInstance)
+            .where(MppsInstance.order_id == order_id)
+            .order_by(MppsInstance.created_at)
+        ).scalars()
+    )
 
 
 def unmatched_mpps(db_session: Session, *, limit: int = 100) -> list[MppsInstance]:

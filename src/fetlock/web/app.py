@@ -24,7 +24,7 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 ROUTE_MODULES = (
     "fetlock.auth.routes",
     "fetlock.practice.routes",
-    "fetlock.billing.routes",
+    "fetlock.imaging.routes",
     "fetlock.billing.routes",
     "fetlock.dicomweb.routes",
     "fetlock.reporting.routes",
