@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from tests.imaging_testdata import (
+    DR_STATION,
+    EquinePractice,
+    dicom_settings,
+    start_dicom,
+)
 
 from fetlock.config import Settings
 from fetlock.db.session import Database
 from fetlock.dicom.server import DicomService
-from tests.imaging_testdata import DR_STATION, EquinePractice, dicom_settings, start_dicom
 
 
 def echo(port: int, calling_ae: str) -> tuple[bool, int | None, object]:
@@ -34,7 +39,9 @@ def test_configured_modality_can_echo(
     assert status == 0x0000
 
 
-def test_unknown_caller_is_rejected(dicom: DicomService, practice: EquinePractice) -> None:
+def test_unknown_caller_is_rejected(
+    dicom: DicomService, practice: EquinePractice
+) -> None:
     accepted, _, diagnostic = echo(dicom.port, "ROGUE_SCU")
 
     assert not accepted

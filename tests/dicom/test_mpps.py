@@ -13,13 +13,13 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     ModalityPerformedProcedureStep,
 )
 from sqlalchemy import select
+from tests.imaging_testdata import DR_STATION, EquinePractice, place_order
 
 from fetlock.config import Settings
 from fetlock.db.session import Database
 from fetlock.dicom.server import DicomService
 from fetlock.imaging import service
 from fetlock.imaging.models import ImagingOrder, MppsInstance, OrderStatus
-from tests.imaging_testdata import DR_STATION, EquinePractice, place_order
 
 
 @pytest.fixture
@@ -136,9 +136,7 @@ def test_n_create_must_be_in_progress(
     assert order_status(database, order.id) == OrderStatus.SCHEDULED
 
 
-def test_duplicate_n_create_rejected(
-    assoc: Association, order: ImagingOrder
-) -> None:
+def test_duplicate_n_create_rejected(assoc: Association, order: ImagingOrder) -> None:
     uid = generate_uid()
     assert create(assoc, in_progress(order), uid) == 0x0000
 

@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 from sqlalchemy import func, select
+from tests.imaging_testdata import ACTOR, DR_STATION, EquinePractice, build_practice
 
 from fetlock.auth.models import Role
 from fetlock.billing import hooks
@@ -14,7 +15,6 @@ from fetlock.db.session import Database
 from fetlock.imaging import service
 from fetlock.imaging.models import ImagingOrder, OrderStatus
 from fetlock.imaging.service import MppsReport
-from tests.imaging_testdata import ACTOR, DR_STATION, EquinePractice, build_practice
 
 
 @pytest.fixture
