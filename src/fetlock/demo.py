@@ -38,5 +38,9 @@ def seed_demo(db_session: Session, settings: Settings, *, password: str) -> bool
     from fetlock.practice.demo import seed_practice
 
     seed_practice(db_session, settings, users)
+
+    from fetlock.imaging.demo import seed_imaging
+
+    seed_imaging(db_session, settings, users)
     logger.info("demo practice seeded")
     return True

@@ -107,6 +107,11 @@ def local_code(text: str) -> str:
     return cleaned[:16] or "UNKNOWN"
 
 
+# Breed names used in British and Irish passports that CID 7480 spells
+# differently (folded name -> folded CID 7480 name).
+BREED_ALIASES = {"irish draught": "irish draft"}
+
+
 @lru_cache(maxsize=1)
 def _breed_codes() -> dict[str, tuple[str, str]]:
     """Map folded horse breed names to SNOMED CT codes of CID 7480 (Breed)."""
@@ -119,8 +124,15 @@ def _breed_codes() -> dict[str, tuple[str, str]]:
         if not lowered.endswith(" horse breed"):
             continue
         name = meaning[: -len(" horse breed")]
-        table.setdefault(fold(name), (str(code.value), meaning))
-        table.setdefault(fold(meaning), (str(code.value), meaning))
+        entry = (str(code.value), meaning)
+        table.setdefault(fold(name), entry)
+        table.setdefault(fold(meaning), entry)
+        # "Shetland pony horse breed" is also found as "Shetland".
+        if fold(name).endswith(" pony"):
+            table.setdefault(fold(name)[: -len(" pony")], entry)
+    for alias, name in BREED_ALIASES.items():
+        if name in table:
+            table.setdefault(alias, table[name])
     return table
 
 
