@@ -42,5 +42,9 @@ def seed_demo(db_session: Session, settings: Settings, *, password: str) -> bool
     from fetlock.imaging.demo import seed_imaging
 
     seed_imaging(db_session, settings, users)
+
+    from fetlock.billing.demo import seed_billing
+
+    seed_billing(db_session, settings, users)
     logger.info("demo practice seeded")
     return True

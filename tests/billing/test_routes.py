@@ -270,3 +270,20 @@ def test_pages_render(seeded: Seeded, login_as: Login) -> None:
         response = reception.get(url)
         assert response.status_code == 200, (url, response.text[:500])
         assert "Not done" not in response.text
+
+
+def test_missed_charge_api_needs_reception_and_a_valid_range(
+    seeded: Seeded, login_as: Login
+) -> None:
+    vet = login_as(Role.VETERINARIAN)
+    reception = login_as(Role.RECEPTION)
+    url = "/api/v1/billing/missed-charges"
+    assert vet.get(url).status_code == 403
+    report = reception.get(url)
+    assert report.status_code == 200
+    assert report.json()["total"] == 0 and report.json()["currency"] == "GBP"
+    backwards = reception.get(f"{url}?from=2026-02-01&to=2026-01-01")
+    assert backwards.status_code == 422
+    assert backwards.json()["errors"][0]["field"] == "to"
+    garbage = reception.get(f"{url}?from=yesterday")
+    assert garbage.status_code == 422 and "from" in garbage.json()["detail"]

@@ -874,7 +874,8 @@ def sync_visit_invoices(
     currency = _settings(settings).currency
     result: list[Invoice] = []
 
-    for client_id in sorted(parts):
+    # Owners in the order of their shares, largest first (``owners_on``).
+    for client_id in parts:
         wanted = [_line_values(i, part) for i, part in enumerate(parts[client_id])]
         invoice = drafts.pop(client_id, None)
         if invoice is None:
