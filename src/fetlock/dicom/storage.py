@@ -16,12 +16,15 @@ indexed, so a modality never deletes an image Fetlock does not have.
 
 from __future__ import annotations
 
+import functools
 import logging
+import tempfile
+from pathlib import Path
 from typing import cast
 
 from pydicom.dataset import Dataset
 from pydicom.uid import AllTransferSyntaxes
-from pynetdicom import _config, evt
+from pynetdicom import _config, dimse_messages, evt
 from pynetdicom.presentation import (
     AllStoragePresentationContexts,
     PresentationContext,
@@ -56,6 +59,7 @@ def supported_contexts(settings: Settings) -> list[PresentationContext]:
 def event_handlers(context: ScpContext) -> list[tuple[evt.EventType, Handler]]:
     # Received data sets go to a temporary file, never to memory.
     _config.STORE_RECV_CHUNKED_DATASET = True
+    _receive_into(get_blob_store(context.settings).staging)
 
     def on_c_store(event: evt.Event) -> int | Dataset:
         return _store(event, context)
@@ -105,6 +109,38 @@ def _prefer_offered_transfer_syntaxes(event: evt.Event) -> None:
             )
         )
     assoc.acceptor.supported_contexts = contexts
+
+
+# Prefix of the files pynetdicom receives into; see _receive_into.
+RECEIVE_PREFIX = "c-store-"
+
+
+def _receive_into(directory: Path) -> None:
+    """Make pynetdicom write received data sets into the blob store's staging.
+
+    There the finished file is hard-linked under its key instead of copied
+    (``/tmp`` is often another filesystem, or memory), and a transfer cut off
+    by a crash leaves its partial file where the next start removes it.
+
+    NOTE: pynetdicom 3 has no setting for this directory, so the module's
+    ``NamedTemporaryFile`` is wrapped; remove this once pynetdicom takes a
+    receive directory.
+    """
+    removed = 0
+    for leftover in directory.glob(f"{RECEIVE_PREFIX}*.dcm"):
+        leftover.unlink(missing_ok=True)
+        removed += 1
+    if removed:
+        logger.info("removed %d partial C-STORE files left by a crash", removed)
+    if not hasattr(dimse_messages, "NamedTemporaryFile"):
+        logger.warning(
+            "pynetdicom no longer receives through NamedTemporaryFile; received "
+            "objects are copied from the system temporary directory"
+        )
+        return
+    dimse_messages.NamedTemporaryFile = functools.partial(  # type: ignore[assignment]
+        tempfile.NamedTemporaryFile, dir=directory, prefix=RECEIVE_PREFIX
+    )
 
 
 def _store(event: evt.Event, context: ScpContext) -> int | Dataset:
