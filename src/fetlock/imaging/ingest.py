@@ -837,6 +837,12 @@ def _index(
     db_session.add(instance)
     db_session.flush()
 
+    # A report sent from outside (Encapsulated PDF, Structured Report) is
+    # attached to its study as the study's report.
+    from fetlock.reporting.service import attach_external_report
+
+    attach_external_report(db_session, instance, actor=actor)
+
     # Work that follows: the study's thumbnail from its first image, and the
     # order check once the images stop arriving.
     if study.thumbnail_blob_key is None and instance.is_image:

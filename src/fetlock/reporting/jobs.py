@@ -42,7 +42,7 @@ from fetlock.reporting.models import DocumentStatus, Report, ReportKind
 from fetlock.reporting.service import (
     DOCUMENTS_JOB,
     ENCAPSULATED_PDF_STORAGE,
-    REPORT_SOP_CLASSES,
+    placeholder_title,
 )
 from fetlock.storage import BlobStore
 
@@ -343,7 +343,7 @@ def make_documents(ctx: JobContext, *, report_id: int) -> None:
     report.documents_at = utcnow()
     if text is not None:
         report.external_text = text[:100_000]
-        if title and report.title == REPORT_SOP_CLASSES.get(
+        if title and report.title == placeholder_title(
             snapshot.external_sop_class or ""
         ):
             report.title = title[:200]

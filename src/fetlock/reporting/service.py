@@ -1011,6 +1011,11 @@ def is_report_sop_class(sop_class_uid: str) -> bool:
     return sop_class_uid in REPORT_SOP_CLASSES
 
 
+def placeholder_title(sop_class_uid: str) -> str:
+    """The title shown until the documents job has read the object's own."""
+    return f"Outside report ({REPORT_SOP_CLASSES.get(sop_class_uid, 'DICOM')})"
+
+
 def attach_external_report(
     db_session: Session,
     instance: Instance,
@@ -1039,10 +1044,7 @@ def attach_external_report(
     title, text = (
         external.describe(ds, instance.sop_class_uid)
         if ds is not None
-        else (
-            REPORT_SOP_CLASSES[instance.sop_class_uid],
-            "",
-        )
+        else (placeholder_title(instance.sop_class_uid), "")
     )
     order = db_session.get(ImagingOrder, study.order_id) if study.order_id else None
     now = utcnow()
@@ -1112,11 +1114,14 @@ def reports_for_horse(db_session: Session, horse_id: int) -> list[ChartReport]:
     """The horse's issued reports (preliminary, final, received), newest first."""
     from fetlock.jobs.models import Job
 
+    # Through the study too: a report received for a study still waiting in
+    # reconciliation was stored before the study had a horse.
     reports = list(
         db_session.execute(
             select(Report)
+            .join(Study, Report.study_id == Study.id)
             .where(
-                Report.horse_id == horse_id,
+                or_(Report.horse_id == horse_id, Study.horse_id == horse_id),
                 Report.status.in_((ReportStatus.PRELIMINARY, ReportStatus.FINAL)),
             )
             .order_by(Report.study_id.desc(), Report.version.desc())
