@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fetlock.audit import service as audit
-from fetlock.auth.deps import ALL_STAFF, Principal, require_roles
+from fetlock.auth.deps import ALL_STAFF, Principal, get_principal, require_roles
 from fetlock.auth.models import Role
 from fetlock.config import Settings
 from fetlock.dicomweb import qido, stow, wado
@@ -945,15 +945,26 @@ async def _store(
     return _json_response(result.body, result.warnings[:20], result.status_code)
 
 
+async def stow_principal(request: Request) -> Principal:
+    """Authenticate in a short transaction, then check the role.
+
+    The usual request-scoped session would stay open for the whole upload;
+    on SQLite its transaction holds the write lock, which ingest needs.
+    """
+    with get_database(request).session() as db_session:
+        principal = get_principal(request, db_session)
+        return await WRITERS(request, principal, db_session)
+
+
 @router.post("/studies", summary="STOW-RS: store instances")
 async def store_instances(
-    request: Request, principal: Principal = Depends(WRITERS)
+    request: Request, principal: Principal = Depends(stow_principal)
 ) -> Response:
     return await _store(request, principal, None)
 
 
 @router.post("/studies/{study}", summary="STOW-RS: store instances of one study")
 async def store_study_instances(
-    study: str, request: Request, principal: Principal = Depends(WRITERS)
+    study: str, request: Request, principal: Principal = Depends(stow_principal)
 ) -> Response:
     return await _store(request, principal, study)
