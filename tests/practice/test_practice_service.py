@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 
 import pytest
 from sqlalchemy import func, select
@@ -210,6 +211,41 @@ class TestOwnership:
         ]
         with pytest.raises(DomainError, match="from 2021-01-01 until 2022-01-01"):
             service.check_shares(rows)
+
+    def test_many_changes_keep_every_date_at_100_percent(
+        self,
+        db_session: Session,
+        actor: Actor,
+        owners: dict[str, Client],
+        horse_owned_by_muller: Horse,
+    ) -> None:
+        # A fixed seed: the same 25 back- and forward-dated changes every run.
+        rng = random.Random(20240601)
+        clients = list(owners.values())
+        for _ in range(25):
+            day = OWNED_FROM + dt.timedelta(days=rng.randrange(0, 1500))
+            chosen = rng.sample(clients, rng.randint(1, 3))
+            cuts = sorted(rng.sample(range(1, FULL_SHARE), len(chosen) - 1))
+            shares = [
+                b - a for a, b in zip([0, *cuts], [*cuts, FULL_SHARE], strict=True)
+            ]
+            service.set_owners_from(
+                db_session,
+                actor,
+                horse_owned_by_muller,
+                day,
+                [
+                    service.ShareInput(c.id, s)
+                    for c, s in zip(chosen, shares, strict=True)
+                ],
+            )
+            history = service.ownership_history(db_session, horse_owned_by_muller)
+            service.check_shares(history)
+            for row in history:
+                in_force = service.owners_on(
+                    db_session, horse_owned_by_muller, row.effective_from
+                )
+                assert sum(s for _c, s in in_force) == FULL_SHARE
 
     def test_ownership_change_is_audited_with_horse_id(
         self, db_session: Session, horse_owned_by_muller: Horse
