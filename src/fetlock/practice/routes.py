@@ -75,7 +75,6 @@ NOTE_WRITERS = (Role.VETERINARIAN,)
 can_read = require_roles(*READERS)
 can_register = require_roles(*FRONT_DESK)
 can_write_notes = require_roles(*NOTE_WRITERS, admins=False)
-admin_only = require_roles()
 
 # Owner rows offered on the change-of-ownership form.
 OWNER_FORM_ROWS = 6
@@ -91,7 +90,7 @@ class NotAuthor(DomainError):
 
 
 async def form_data(request: Request) -> FormData:
-    """The request's form fields (read once, also by the CSRF check)."""
+    """Read the request's form fields (Starlette caches them for the CSRF check)."""
     return await request.form()
 
 
@@ -217,7 +216,7 @@ def api_list_clients(
     principal: Principal = Depends(can_read),
     db_session: Session = Depends(get_db_session),
 ) -> list[ClientOut]:
-    """Clients whose name, e-mail, telephone or postcode match ``q``."""
+    """List clients whose name, e-mail, telephone or postcode match ``q``."""
     clients = service.search_clients(db_session, q, limit=min(max(limit, 1), 500))
     return [ClientOut.model_validate(c) for c in clients]
 
@@ -268,7 +267,7 @@ def api_list_horses(
     principal: Principal = Depends(can_read),
     db_session: Session = Depends(get_db_session),
 ) -> list[HorseOut]:
-    """Horses matching ``q``: name, owner, microchip, UELN or Patient ID."""
+    """List horses matching ``q``: name, owner, microchip, UELN or Patient ID."""
     day = _today(request)
     horses = service.search_horses(db_session, q, limit=min(max(limit, 1), 500))
     return [_horse_out(db_session, h, day) for h in horses]
@@ -334,7 +333,7 @@ def api_get_ownership(
     principal: Principal = Depends(can_read),
     db_session: Session = Depends(get_db_session),
 ) -> OwnershipOut:
-    """Owners on ``on`` (today) and the whole ownership history."""
+    """Return the owners on ``on`` (today) and the whole ownership history."""
     horse = service.get_horse(db_session, horse_id)
     day = on or _today(request)
     return OwnershipOut(
@@ -356,8 +355,10 @@ def api_change_ownership(
     principal: Principal = Depends(can_register),
     db_session: Session = Depends(get_db_session),
 ) -> OwnershipOut:
-    """From ``effective_from`` the owners are exactly ``owners``; earlier rows
-    in force then are closed at that date."""
+    """Set the owners from ``effective_from`` on, closing the rows in force then.
+
+    Shares must add up to 100 % at every date, or nothing changes.
+    """
     horse = service.get_horse(db_session, horse_id)
     service.set_owners_from(
         db_session,
@@ -506,7 +507,7 @@ def api_update_note(
     principal: Principal = Depends(can_write_notes),
     db_session: Session = Depends(get_db_session),
 ) -> NoteOut:
-    """Change a draft. A signed note answers 409: add an addendum instead."""
+    """Change a draft. A signed note gets 409, so add an addendum instead."""
     note = service.get_note(db_session, note_id)
     if note.status != NoteStatus.SIGNED:
         _check_author(principal, note)
@@ -890,7 +891,7 @@ def chart_page(
     principal: Principal = Depends(can_read),
     db_session: Session = Depends(get_db_session),
 ) -> Response:
-    """The horse's chart: identity, owners, visits and notes, imaging, billing."""
+    """Show the chart: identity, owners, visits and notes, imaging, billing."""
     horse = service.get_horse(db_session, horse_id)
     audit.record(
         db_session, principal.actor, "chart.view", "horse", horse.id, horse_id=horse.id

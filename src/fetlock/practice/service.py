@@ -110,7 +110,7 @@ def _like(term: str) -> str:
 
 
 def search_horses(db_session: Session, query: str, *, limit: int = 50) -> list[Horse]:
-    """Horses matching every word of ``query``, by barn or registered name.
+    """Find horses matching every word of ``query``, by barn or registered name.
 
     A word also matches an owner's name (any owner, past or present), the
     Patient ID, the microchip number or the UELN. Names match accent- and
@@ -142,7 +142,7 @@ def search_horses(db_session: Session, query: str, *, limit: int = 50) -> list[H
 
 
 def search_clients(db_session: Session, query: str, *, limit: int = 50) -> list[Client]:
-    """Clients whose names contain every word of ``query`` (accents ignored).
+    """Find clients whose names contain every word of ``query`` (accents ignored).
 
     A word also matches the e-mail address, telephone number or postcode.
     """
@@ -164,7 +164,7 @@ def search_clients(db_session: Session, query: str, *, limit: int = 50) -> list[
 def horses_of_client(
     db_session: Session, client: Client, day: dt.date
 ) -> list[tuple[Horse, int]]:
-    """Horses ``client`` owns a share of on ``day``, with the share."""
+    """Return the horses ``client`` owns a share of on ``day``, with the share."""
     rows = db_session.execute(
         select(Horse, Ownership.share)
         .join(Ownership, Ownership.horse_id == Horse.id)
@@ -205,7 +205,7 @@ def owners_on(
 
 
 def ownership_history(db_session: Session, horse: Horse) -> list[Ownership]:
-    """Every ownership row of ``horse``, oldest first."""
+    """Return every ownership row of ``horse``, oldest first."""
     return list(
         db_session.execute(
             select(Ownership)
@@ -432,7 +432,7 @@ _SEX_CODES = {
 
 
 def other_patient_ids(horse: Horse) -> list[OtherPatientID]:
-    """Microchip, UELN, passport and registry numbers as Other Patient IDs."""
+    """Return microchip, UELN, passport and registry numbers as Other Patient IDs."""
     found: list[OtherPatientID] = []
     if horse.microchip:
         found.append(OtherPatientID(horse.microchip, "MICROCHIP", "RFID"))
@@ -448,7 +448,7 @@ def other_patient_ids(horse: Horse) -> list[OtherPatientID]:
 
 
 def principal_owner(db_session: Session, horse: Horse, day: dt.date) -> Client | None:
-    """The owner with the largest share on ``day`` (lowest client id on a tie)."""
+    """Return the owner with the largest share on ``day`` (lowest id on a tie)."""
     owners = owners_on(db_session, horse, day)
     return owners[0][0] if owners else None
 
@@ -806,7 +806,7 @@ def _check_visit_times(
 
 
 def visits_for_horse(db_session: Session, horse: Horse) -> list[Visit]:
-    """Every visit of ``horse``, newest first."""
+    """Return every visit of ``horse``, newest first."""
     return list(
         db_session.execute(
             select(Visit)
@@ -822,7 +822,7 @@ def visits_for_horse(db_session: Session, horse: Horse) -> list[Visit]:
 
 
 def note_digest(note: SoapNote) -> str:
-    """SHA-256 over the note's content and identity, recorded at signing."""
+    """Compute the SHA-256 over the note's content and identity, kept at signing."""
     content = {
         "note_id": note.id,
         "visit_id": note.visit_id,
@@ -884,7 +884,7 @@ def create_note(
 def update_note(
     db_session: Session, actor: audit.Actor, note: SoapNote, **content: str | None
 ) -> SoapNote:
-    """Change a draft; a signed note answers ``Conflict`` (HTTP 409)."""
+    """Change a draft; raise ``Conflict`` (HTTP 409) for a signed note."""
     if note.status == NoteStatus.SIGNED:
         raise Conflict(
             f"SOAP note {note.id} was signed and cannot be changed; add a "
@@ -955,5 +955,5 @@ def sign_note(
 
 
 def verify_note(note: SoapNote) -> bool:
-    """True when a signed note's content still matches its recorded SHA-256."""
+    """Return True when a signed note's content matches its recorded SHA-256."""
     return note.content_sha256 is not None and note.content_sha256 == note_digest(note)
