@@ -46,5 +46,9 @@ def seed_demo(db_session: Session, settings: Settings, *, password: str) -> bool
     from fetlock.billing.demo import seed_billing
 
     seed_billing(db_session, settings, users)
+
+    from fetlock.reporting.demo import seed_reporting
+
+    seed_reporting(db_session, settings, users)
     logger.info("demo practice seeded")
     return True

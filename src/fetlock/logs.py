@@ -12,3 +12,5 @@ def configure_logging(level: str = "INFO") -> None:
     # pynetdicom logs every PDU at INFO; its summaries are enough for operators.
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # fpdf2's font subsetting logs every table it prunes at INFO.
+    logging.getLogger("fontTools").setLevel(logging.WARNING)

@@ -65,6 +65,31 @@ REPORTABLE_ORDER_STATES = (
 )
 
 
+# Words of a procedure's body region or name that pick a template.
+REGION_WORDS = {
+    "foot": "foot",
+    "navicular": "foot",
+    "hoof": "foot",
+    "pastern": "pastern",
+    "fetlock": "fetlock",
+    "carpu": "carpus",
+    "knee": "carpus",
+    "hock": "tarsus",
+    "tarsu": "tarsus",
+    "stifle": "stifle",
+    "neck": "neck_back",
+    "back": "neck_back",
+    "spine": "neck_back",
+    "thorax": "thorax",
+    "chest": "thorax",
+    "tendon": "tendons",
+    "metacarpu": "tendons",
+    "metatarsu": "tendons",
+    "airway": "upper_airway",
+    "larynx": "upper_airway",
+}
+
+
 class Forbidden(DomainError):
     status_code = 403
 
@@ -341,10 +366,13 @@ def _template_for(
     if order is None:
         return None
     known = {t.key for t in vocabulary.templates(db_session)}
-    region = search.fold(order.procedure.body_region).replace(" ", "_")
-    for candidate in (region, region.split("_")[0]):
-        if candidate in known:
-            return candidate
+    named = search.words(f"{order.procedure.body_region} {order.procedure.name}")
+    for word in named:
+        key = REGION_WORDS.get(word)
+        if key in known:
+            return key
+    if order.modality == "US" and "tendons" in known:
+        return "tendons"
     return None
 
 
