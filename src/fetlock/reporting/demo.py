@@ -320,6 +320,7 @@ def seed_reporting(
         # The study, stored through ingest like a modality's.
         study_date = (utcnow() - dt.timedelta(days=entry.days_ago)).date()
         series_uid = generate_uid(prefix=settings.uid_root)
+        study_id = 0
         for number, label in enumerate(entry.views, start=1):
             result = store_instance(
                 db_session,
@@ -332,7 +333,7 @@ def seed_reporting(
                 raise RuntimeError(
                     f"demo image for {entry.horse} was refused: {result}"
                 )
-        study_id = result.study_id
+            study_id = result.study_id
         if not entry.sign:
             continue
 
