@@ -69,6 +69,11 @@ FRAME_MEDIA_TYPES: dict[str, str] = {
     "1.2.840.10008.1.2.4.203": "image/jphc",
     "1.2.840.10008.1.2.5": "image/dicom-rle",
 }
+# Earlier names that clients still send for the same media types.
+_MEDIA_TYPE_ALIASES = {
+    "image/x-jls": "image/jls",
+    "image/x-dicom-rle": "image/dicom-rle",
+}
 _NATIVE_SYNTAXES = frozenset({ExplicitVRLittleEndian, ImplicitVRLittleEndian})
 
 
@@ -216,7 +221,11 @@ def choose_frame_representation(
         if media.type != "multipart/related":
             continue
         part_type = media.params.get("type", "application/octet-stream").lower()
+        part_type = _MEDIA_TYPE_ALIASES.get(part_type, part_type)
         syntax = media.params.get("transfer-syntax")
+        if part_type in ("*/*", "application/*"):
+            # PS3.18 Table 8.7.3-5: the default frame representation.
+            return FrameChoice(stored=False, media_type="application/octet-stream")
         if part_type == "application/octet-stream":
             if syntax == "*" or (syntax == stored_syntax and compressed_type is None):
                 return FrameChoice(stored=True, media_type="application/octet-stream")
