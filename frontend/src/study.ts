@@ -2,6 +2,7 @@
 // (PS3.18 10.4.1.1.2, DICOM JSON of every instance), and the wadors: image
 // IDs the Cornerstone loader fetches frames with (PS3.18 10.4.1.1.3).
 
+import { utilities } from "@cornerstonejs/core";
 import { wadors } from "@cornerstonejs/dicom-image-loader";
 
 export type DicomJson = Record<string, { vr: string; Value?: unknown[]; BulkDataURI?: string }>;
@@ -17,6 +18,8 @@ export interface ImageRef {
   viewLabel: string;
   laterality: string;
   calibrated: boolean;
+  /** Where millimetres come from, for the overlay; empty when uncalibrated. */
+  calibrationSource: string;
   framesPerSecond: number;
   /** One wadors: image ID per frame. */
   imageIds: string[];
@@ -54,6 +57,7 @@ const TAG = {
   Columns: "00280011",
   PixelSpacing: "00280030",
   ImagerPixelSpacing: "00181164",
+  EstimatedRadiographicMagnificationFactor: "00181114",
   SequenceOfUltrasoundRegions: "00186011",
   ViewPosition: "00185101",
   ViewCodeSequence: "00540220",
@@ -116,15 +120,54 @@ function framesPerSecond(ds: DicomJson): number {
   return 25;
 }
 
-/** True when lengths can be given in millimetres (PS3.3 10.7.1.3). */
-export function isCalibrated(ds: DicomJson): boolean {
+export interface Spacing {
+  row: number;
+  column: number;
+  source: string;
+}
+
+/**
+ * The pixel spacing lengths are measured with (PS3.3 10.7.1.3).
+ *
+ * (0028,0030) Pixel Spacing when the image has it; else (0018,1164) Imager
+ * Pixel Spacing, which is at the detector, divided by (0018,1114) Estimated
+ * Radiographic Magnification Factor when that is given.
+ */
+export function spacingOf(ds: DicomJson): Spacing | null {
   const spacing = numbers(ds, TAG.PixelSpacing);
-  const imagerSpacing = numbers(ds, TAG.ImagerPixelSpacing);
-  return (
-    (spacing.length === 2 && spacing[0] > 0) ||
-    (imagerSpacing.length === 2 && imagerSpacing[0] > 0) ||
-    Boolean(ds[TAG.SequenceOfUltrasoundRegions]?.Value?.length)
-  );
+  if (spacing.length === 2 && spacing[0] > 0 && spacing[1] > 0) {
+    return { row: spacing[0], column: spacing[1], source: "Pixel Spacing" };
+  }
+  const imager = numbers(ds, TAG.ImagerPixelSpacing);
+  if (imager.length === 2 && imager[0] > 0 && imager[1] > 0) {
+    const ermf = num(ds, TAG.EstimatedRadiographicMagnificationFactor);
+    if (ermf && ermf > 0) {
+      return {
+        row: imager[0] / ermf,
+        column: imager[1] / ermf,
+        source: `Imager Pixel Spacing / magnification ${ermf}`,
+      };
+    }
+    return {
+      row: imager[0],
+      column: imager[1],
+      source: "Imager Pixel Spacing (at the detector, magnification not corrected)",
+    };
+  }
+  return null;
+}
+
+/**
+ * True when lengths can be given in physical units: a pixel spacing
+ * (PS3.3 10.7.1.3), or ultrasound regions with a physical delta
+ * (PS3.3 C.8.5.5.1: (0018,602C) Physical Delta X).
+ */
+export function isCalibrated(ds: DicomJson): boolean {
+  if (spacingOf(ds)) {
+    return true;
+  }
+  const regions = (ds[TAG.SequenceOfUltrasoundRegions]?.Value ?? []) as DicomJson[];
+  return regions.some((region) => (num(region, "0018602C") ?? 0) !== 0);
 }
 
 export function studyMetadataUrl(root: string, studyUID: string): string {
@@ -193,6 +236,19 @@ export function buildStudy(
     }
     // Registered under frame 1; the loader derives the other frames from it.
     wadors.metaDataManager.add(imageIds[0], ds as never);
+    // Cornerstone's WADO-RS metadata takes no Imager Pixel Spacing and marks a
+    // radiograph without patient orientation as uncalibrated; give it the
+    // spacing to measure with (scale 1: lengths in millimetres).
+    const spacing = spacingOf(ds);
+    if (spacing) {
+      for (const imageId of imageIds) {
+        utilities.calibratedPixelSpacingMetadataProvider.add(imageId, {
+          rowPixelSpacing: spacing.row,
+          columnPixelSpacing: spacing.column,
+          scale: 1,
+        } as never);
+      }
+    }
     series.images.push({
       ...ref,
       instanceNumber: num(ds, TAG.InstanceNumber),
@@ -202,6 +258,7 @@ export function buildStudy(
       viewLabel: viewLabel(ds),
       laterality: text(ds, TAG.ImageLaterality) || text(ds, TAG.Laterality),
       calibrated: isCalibrated(ds),
+      calibrationSource: spacing?.source ?? "",
       framesPerSecond: framesPerSecond(ds),
       imageIds,
       thumbnailUrl: `${base}/thumbnail`,

@@ -88,6 +88,8 @@ interface Measurement {
   unit: string;
   text: string;
   sopInstanceUID: string;
+  /** The handles in image pixel coordinates (column, row). */
+  points: number[][];
 }
 
 const state = {
@@ -143,6 +145,10 @@ async function initCornerstone(config: ViewerConfig): Promise<void> {
   });
   setPrimaryTool("WindowLevel");
   state.engine = new RenderingEngine(RENDERING_ENGINE_ID);
+  // The spacing study.ts registers for each image (see spacingOf) is read
+  // through this provider, ahead of the loader's own.
+  const calibration = coreUtilities.calibratedPixelSpacingMetadataProvider;
+  metaData.addProvider((type: string, imageId: string) => calibration.get(type, imageId), 11000);
 
   eventTarget.addEventListener(tools.Enums.Events.ANNOTATION_COMPLETED, renderMeasurements);
   eventTarget.addEventListener(tools.Enums.Events.ANNOTATION_MODIFIED, renderMeasurements);
@@ -629,6 +635,10 @@ function measurementList(): Measurement[] {
     }
     const imageId = annotation.metadata?.referencedImageId ?? "";
     const sop = /instances\/([0-9.]+)\//.exec(imageId)?.[1] ?? "";
+    const handles = (annotation.data as { handles?: { points?: Types.Point3[] } }).handles;
+    const points = (handles?.points ?? []).map(
+      (world) => coreUtilities.worldToImageCoords(imageId, world) ?? [],
+    );
     if (tool === LengthTool.toolName && typeof stats.length === "number") {
       const unit = String(stats.unit ?? "mm");
       list.push({
@@ -637,6 +647,7 @@ function measurementList(): Measurement[] {
         unit,
         text: `Length ${stats.length.toFixed(2)} ${unit}`,
         sopInstanceUID: sop,
+        points,
       });
     } else if (tool === AngleTool.toolName && typeof stats.angle === "number") {
       list.push({
@@ -645,6 +656,7 @@ function measurementList(): Measurement[] {
         unit: "°",
         text: `Angle ${stats.angle.toFixed(1)}°`,
         sopInstanceUID: sop,
+        points,
       });
     }
   }
@@ -1020,6 +1032,7 @@ function paneState(pane: Pane) {
     imageQuality: image?.imageQualityStatus ?? null,
     transferSyntaxUID: (image as { transferSyntaxUID?: string } | undefined)?.transferSyntaxUID ?? null,
     calibrated: ref.calibrated,
+    calibrationSource: ref.calibrationSource,
     zoom: pane.viewport.getZoom(),
     devicePixelsPerImagePixel: imageId ? devicePixelsPerImagePixel(pane) : null,
     rotation: pane.viewport.getViewPresentation().rotation ?? 0,
