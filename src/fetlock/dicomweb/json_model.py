@@ -158,9 +158,3 @@ def encode(datasets: Iterable[JsonDataset] | JsonDataset) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode(
         "utf-8"
     )
-
-
-def first_value(ds: JsonDataset, tag: int) -> Any:
-    """Return the first Value of `tag` in `ds`, or None."""
-    values = ds.get(tag_key(tag), {}).get("Value")
-    return values[0] if values else None

@@ -45,15 +45,15 @@ class MediaType:
         return self.type.split("/")[0]
 
 
-def _split_params(text: str) -> list[str]:
-    """Split on ``;`` outside double quotes."""
+def _split_unquoted(text: str, separator: str) -> list[str]:
+    """Split `text` on `separator` where it is outside double quotes."""
     pieces: list[str] = []
     current: list[str] = []
     quoted = False
     for char in text:
         if char == '"':
             quoted = not quoted
-        if char == ";" and not quoted:
+        if char == separator and not quoted:
             pieces.append("".join(current))
             current = []
         else:
@@ -64,7 +64,7 @@ def _split_params(text: str) -> list[str]:
 
 def parse_media_type(text: str) -> MediaType:
     """Parse ``type/subtype; name=value; name="quoted value"``."""
-    pieces = _split_params(text)
+    pieces = _split_unquoted(text, ";")
     media = pieces[0].strip().lower()
     params: dict[str, str] = {}
     quality = 1.0
@@ -86,23 +86,6 @@ def parse_media_type(text: str) -> MediaType:
     return MediaType(media, params, quality)
 
 
-def _split_accept(text: str) -> list[str]:
-    """Split an Accept header on commas outside double quotes."""
-    pieces: list[str] = []
-    current: list[str] = []
-    quoted = False
-    for char in text:
-        if char == '"':
-            quoted = not quoted
-        if char == "," and not quoted:
-            pieces.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    pieces.append("".join(current))
-    return [p for p in (piece.strip() for piece in pieces) if p]
-
-
 def parse_accept(header: str | None) -> list[MediaType]:
     """Return the media ranges of an Accept header, best first.
 
@@ -110,7 +93,8 @@ def parse_accept(header: str | None) -> list[MediaType]:
     """
     if not header or not header.strip():
         return [MediaType("*/*")]
-    ranges = [parse_media_type(piece) for piece in _split_accept(header)]
+    pieces = [p.strip() for p in _split_unquoted(header, ",") if p.strip()]
+    ranges = [parse_media_type(piece) for piece in pieces]
     ranges = [r for r in ranges if r.quality > 0]
     # Stable sort keeps the client's order among equal qualities.
     return sorted(ranges, key=lambda r: -r.quality)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -733,9 +733,3 @@ def read_stored_header(open_blob: Callable[[str], Any]) -> HeaderReader:
             return None
 
     return reader
-
-
-def sequence_values(datasets: Sequence[JsonDataset], tag: int) -> list[Any]:
-    """Return the first Value of `tag` from each dataset (for tests and logs)."""
-    key = tag_key(tag)
-    return [d.get(key, {}).get("Value", [None])[0] for d in datasets]

@@ -96,8 +96,8 @@ _AUTO_PERCENTILES = (0.5, 99.5)
 
 
 class RenderError(ValueError):
-    """The object cannot be rendered as asked (bad frame number, no pixels
-    where pixels were required, or undecodable pixel data)."""
+    """The object cannot be rendered as requested (frame number out of range,
+    invalid window or size, or undecodable pixel data)."""
 
 
 @dataclass(frozen=True)
@@ -120,8 +120,8 @@ class Window:
     def __post_init__(self) -> None:
         if not (math.isfinite(self.center) and math.isfinite(self.width)):
             raise RenderError(
-                f"window center {self.center!r} and width {self.width!r} must be "
-                "finite numbers; pass e.g. Window(center=40, width=400)"
+                f"window center {self.center!r} or width {self.width!r} is not a "
+                "finite number; pass e.g. Window(center=40, width=400)"
             )
         if self.width <= 0 or (self.function == "LINEAR" and self.width < 1):
             raise RenderError(
@@ -148,7 +148,8 @@ def render_thumbnail(source: RenderSource, size: int = 256) -> bytes:
     """Return a JPEG whose longer side is `size` pixels.
 
     Multi-frame images show their middle frame; objects without pixel data
-    show a labelled placeholder. Never raises for a readable DICOM object.
+    or with undecodable pixel data show a labelled placeholder. Raises
+    RenderError only for an out-of-range `size`.
 
     Parameters
     ----------
@@ -169,10 +170,10 @@ def render_thumbnail(source: RenderSource, size: int = 256) -> bytes:
         image = _render_image(source, header, index, None)
         return _encode(_fit(image, size, enlarge=True), "jpeg")
     except Exception:
-        # A thumbnail must not sink the job that asked for it: log with the
-        # object's ids and show a placeholder instead.
+        # A failed thumbnail must not fail the job that requested it, so log
+        # the object's ids and show a placeholder instead.
         logger.exception(
-            "cannot render thumbnail for SOP Instance %s",
+            "thumbnail rendering failed for SOP Instance %s",
             header.get("SOPInstanceUID", "?"),
         )
         return _encode(_placeholder("No preview", size), "jpeg")
@@ -210,7 +211,7 @@ def render_frame(
         cannot be decoded. Objects without pixels render as placeholders.
     """
     if fmt not in ("jpeg", "png"):
-        raise RenderError(f"image format {fmt!r} is not supported; use jpeg or png")
+        raise RenderError(f"image format {fmt!r} is invalid; use jpeg or png")
     if max_size is not None:
         _check_size("max_size", max_size)
     header = _read_header(source)
@@ -269,7 +270,7 @@ class _Kind:
 
 
 def _read_header(source: RenderSource) -> Dataset:
-    """Everything except the pixel data; a dataset is used as it is."""
+    """Read everything except the pixel data; a dataset is returned as it is."""
     if isinstance(source, Dataset):
         return source
     if hasattr(source, "read"):
@@ -345,8 +346,8 @@ def _render_image(
     samples = int(header.get("SamplesPerPixel") or 1)
     photometric = str(header.get("PhotometricInterpretation", "MONOCHROME2"))
 
-    # Colour: with raw=False pydicom hands back RGB for every YCbCr variant
-    #   (its own conversion for native data, the codec's for JPEG/J2K).
+    # Colour: with raw=False pydicom returns RGB for every YCbCr variant,
+    #   converting native data itself and JPEG/J2K data in the codec.
     if samples == 3 or arr.ndim == 3:
         return Image.fromarray(_rgb_to_uint8(arr, header), mode="RGB")
     if photometric == "PALETTE COLOR":
@@ -392,8 +393,8 @@ def _caller_window(window: WindowChoice) -> Window | None:
     if isinstance(window, tuple) and len(window) == 2:
         return Window(center=float(window[0]), width=float(window[1]))
     raise RenderError(
-        f"window {window!r} is not understood; pass None, 'auto', a Window or "
-        "a (center, width) pair"
+        f"window {window!r} is invalid; pass None, 'auto', a Window or a "
+        "(center, width) pair"
     )
 
 
@@ -420,7 +421,7 @@ def _file_window(view: Dataset) -> Window | None:
     try:
         return Window(center=center, width=width, function=function)
     except RenderError:
-        # Tolerant reading: a nonsense window in the file falls back to auto.
+        # Tolerant reading: an invalid window in the file falls back to auto.
         return None
 
 
@@ -442,8 +443,8 @@ def _apply_voi_lut_sequence(values: np.ndarray, view: Dataset) -> np.ndarray:
     bits = int(item.LUTDescriptor[2])
     mapped = apply_voi(np.round(values).astype(np.int64), view, index=0)
     top = float(2**bits - 1)
-    # Tolerant reading: many files declare 16 output bits while the LUT
-    #   reaches only 10 or 12; scale to what the LUT can actually produce.
+    # Tolerant reading: some files declare 16 output bits while the LUT
+    #   reaches only 10 or 12, so scale to what the LUT can produce.
     lut_max = float(np.max(mapped)) if mapped.size else 0.0
     if 0 < lut_max < (top + 1) / 2:
         top = float(2 ** math.ceil(math.log2(lut_max + 1)) - 1)
@@ -451,7 +452,7 @@ def _apply_voi_lut_sequence(values: np.ndarray, view: Dataset) -> np.ndarray:
 
 
 def _auto_window(values: np.ndarray) -> Window:
-    """A window spanning the 0.5th to 99.5th percentile of the values."""
+    """Return a window spanning the 0.5th to 99.5th percentile of the values."""
     flat = values.reshape(-1)
     step = max(1, flat.size // _PERCENTILE_SAMPLES)
     sample = flat[::step]
@@ -464,7 +465,7 @@ def _auto_window(values: np.ndarray) -> Window:
 
 
 def _frame_view(header: Dataset, index: int) -> Dataset:
-    """The header with the frame's functional-group values on top.
+    """Return the header with the frame's functional-group values on top.
 
     Enhanced multi-frame objects keep rescale and window in (5200,9229)
     Shared and (5200,9230) Per-Frame Functional Groups (PS3.3 C.7.6.16);
@@ -513,7 +514,7 @@ def _palette_to_uint8(arr: np.ndarray, header: Dataset) -> np.ndarray:
 
 
 def _video_poster(source: RenderSource, header: Dataset, size: int) -> Image.Image:
-    """The first frame of an encapsulated video, or a "Video" placeholder."""
+    """Return the first frame of an encapsulated video, or a "Video" placeholder."""
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         return _placeholder("Video", size)
@@ -684,7 +685,7 @@ def _encode(image: Image.Image, fmt: ImageFormat) -> bytes:
 
 
 def _placeholder(label: str, size: int) -> Image.Image:
-    """A dark square with `label` centred in it."""
+    """Draw a dark square with `label` centred in it."""
     image = Image.new("RGB", (size, size), (38, 42, 48))
     draw = ImageDraw.Draw(image)
     font_size = max(10, size // max(8, len(label) + 2))
