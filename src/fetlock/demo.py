@@ -43,12 +43,13 @@ def seed_demo(db_session: Session, settings: Settings, *, password: str) -> bool
 
     seed_imaging(db_session, settings, users)
 
-    from fetlock.billing.demo import seed_billing
-
-    seed_billing(db_session, settings, users)
-
     from fetlock.reporting.demo import seed_reporting
 
     seed_reporting(db_session, settings, users)
+
+    # Billing last: it issues older visits' drafts once every order exists.
+    from fetlock.billing.demo import seed_billing
+
+    seed_billing(db_session, settings, users)
     logger.info("demo practice seeded")
     return True

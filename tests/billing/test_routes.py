@@ -15,7 +15,7 @@ from fetlock.billing import service
 from fetlock.billing.models import Charge
 from fetlock.db.session import Database
 
-from .factories import build_syndicate, make_procedure, place_order
+from .factories import build_syndicate, make_procedure, place_order, store_study
 
 WITH_FLEXED = ["LM", "DP", "D45L-PaMO", "D45M-PaLO", "FLM"]
 
@@ -287,3 +287,36 @@ def test_missed_charge_api_needs_reception_and_a_valid_range(
     assert backwards.json()["errors"][0]["field"] == "to"
     garbage = reception.get(f"{url}?from=yesterday")
     assert garbage.status_code == 422 and "from" in garbage.json()["detail"]
+
+
+def test_missed_charge_page_charges_a_study_in_one_click(
+    seeded: Seeded, login_as: Login, database: Database
+) -> None:
+    with database.session() as db_session:
+        study = store_study(
+            db_session, horse_id=seeded.horse_id, order_id=None, images=2
+        )
+        study_id = study.id
+    reception = login_as(Role.RECEPTION)
+    page = reception.get("/billing/missed-charges")
+    assert f'data-study-id="{study_id}"' in page.text
+    assert "GBP 95.00" in page.text  # RAD-GEN: 45.00 + 2 images at 25.00
+
+    charged = reception.post(
+        "/billing/missed-charges/charge",
+        data={"action": "charge_study", "target": str(study_id)},
+        follow_redirects=False,
+    )
+    assert charged.status_code == 303, charged.text
+    page = reception.get("/billing/missed-charges")
+    assert f'data-study-id="{study_id}"' not in page.text
+    charges = reception.get(f"/api/v1/charges?horse={seeded.horse_id}").json()
+    assert [c["kind"] for c in charges if c["study_id"] == study_id] == [
+        "study",
+        "views",
+    ]
+    again = reception.post(
+        "/billing/missed-charges/charge",
+        data={"action": "charge_study", "target": str(study_id)},
+    )
+    assert again.status_code == 409 and "charged already" in again.text

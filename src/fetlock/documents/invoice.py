@@ -139,7 +139,7 @@ def render_invoice_pdf(document: InvoiceDocument) -> bytes:
     pdf.ln(2)
     heading = document.title + (f" {document.number}" if document.number else "")
     pdf.line_of(heading, size=16, bold=True)
-    if document.status != "issued":
+    if document.status in ("paid", "void"):
         pdf.line_of(document.status.upper(), size=11, bold=True)
     pdf.ln(2)
 
