@@ -92,8 +92,11 @@ def write_instance(
     sop_uid: str | None = None,
     **attributes: object,
 ) -> Path:
-    """Copy a real test file with new (or given) UIDs and changed attributes."""
-    found = get_testdata_file(source)
+    """Copy a real file with new (or given) UIDs and changed attributes.
+
+    ``source`` is a path, or the name of a pydicom or pydicom-data test file.
+    """
+    found = source if Path(source).is_absolute() else get_testdata_file(source)
     assert found is not None, f"pydicom test file {source} is not installed"
     ds = pydicom.dcmread(found)
     ds.StudyInstanceUID = study_uid or generate_uid()

@@ -20,7 +20,6 @@ import functools
 import logging
 import tempfile
 from pathlib import Path
-from typing import cast
 
 from pydicom.dataset import Dataset
 from pydicom.uid import AllTransferSyntaxes
@@ -49,11 +48,31 @@ STORAGE_SOP_CLASSES = frozenset(
 )
 
 
+TRANSFER_SYNTAXES = tuple(str(ts) for ts in AllTransferSyntaxes)
+
+
 def supported_contexts(settings: Settings) -> list[PresentationContext]:
-    return [
-        build_context(sop_class, list(AllTransferSyntaxes))
+    return list(_storage_contexts())
+
+
+@functools.cache
+def _storage_contexts() -> tuple[PresentationContext, ...]:
+    # Built once per process: pynetdicom validates every UID it is given, and
+    # 170 SOP classes times 39 transfer syntaxes takes seconds.
+    return tuple(
+        build_context(sop_class, list(TRANSFER_SYNTAXES))
         for sop_class in sorted(STORAGE_SOP_CLASSES)
-    ]
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _context_in_order(
+    abstract_syntax: str, offered: tuple[str, ...]
+) -> PresentationContext:
+    """A storage context whose transfer syntaxes follow the requestor's order."""
+    ordered = [ts for ts in offered if ts in TRANSFER_SYNTAXES]
+    ordered += [ts for ts in TRANSFER_SYNTAXES if ts not in ordered]
+    return build_context(abstract_syntax, ordered)
 
 
 def event_handlers(context: ScpContext) -> list[tuple[evt.EventType, Handler]]:
@@ -84,31 +103,19 @@ def _prefer_offered_transfer_syntaxes(event: evt.Event) -> None:
     primitive = assoc.requestor.primitive
     if assoc.is_rejected or assoc.is_aborted or primitive is None:
         return
-    offered: dict[str, list[str]] = {}
+    offered: dict[str, tuple[str, ...]] = {}
     for proposal in primitive.presentation_context_definition_list:
         abstract_syntax = str(proposal.abstract_syntax)
-        if abstract_syntax in STORAGE_SOP_CLASSES:
-            offered.setdefault(
-                abstract_syntax, [str(ts) for ts in proposal.transfer_syntax]
-            )
+        if abstract_syntax in STORAGE_SOP_CLASSES and abstract_syntax not in offered:
+            offered[abstract_syntax] = tuple(str(ts) for ts in proposal.transfer_syntax)
     if not offered:
         return
-    contexts: list[PresentationContext] = []
-    for supported in assoc.acceptor.supported_contexts:
-        offer = offered.get(str(supported.abstract_syntax))
-        if offer is None:
-            contexts.append(supported)
-            continue
-        ours = [str(ts) for ts in supported.transfer_syntax]
-        ordered = [ts for ts in offer if ts in ours]
-        ordered += [ts for ts in ours if ts not in ordered]
-        contexts.append(
-            build_context(
-                cast(str, supported.abstract_syntax),
-                ordered,
-            )
-        )
-    assoc.acceptor.supported_contexts = contexts
+    assoc.acceptor.supported_contexts = [
+        _context_in_order(str(supported.abstract_syntax), offer)
+        if (offer := offered.get(str(supported.abstract_syntax))) is not None
+        else supported
+        for supported in assoc.acceptor.supported_contexts
+    ]
 
 
 # Prefix of the files pynetdicom receives into; see _receive_into.
