@@ -141,7 +141,8 @@ class TestMetadata:
         (dataset,) = get(archive, instance_path(instance) + "/metadata").json()
 
         pixel_data = dataset["7FE00010"]
-        assert "Value" not in pixel_data and "InlineBinary" not in pixel_data
+        assert "Value" not in pixel_data
+        assert "InlineBinary" not in pixel_data
         assert pixel_data["BulkDataURI"].endswith("/frames/1,2,3,4,5,6,7,8,9,10")
         assert dataset["00083002"]["Value"] == [instance.transfer_syntax]
         assert dataset["00280010"]["Value"] == [64]

@@ -1,8 +1,8 @@
 """QIDO-RS search over the study index (PS3.18 10.6, PS3.4 C.2.2.2).
 
-Matching runs in SQL on the indexed columns; the page of results is then
+Matching runs in SQL on the indexed columns. The page of results is then
 turned into DICOM JSON with the standard return attributes (PS3.18
-10.6.3.3) plus counts and modalities computed for that page only.
+10.6.3.3), and counts and modalities are computed for that page only.
 ``includefield`` attributes that the index does not hold are read from the
 stored header of a representative instance.
 
@@ -293,10 +293,16 @@ def _range_condition(
     return and_(*conditions)
 
 
+def _wildcard_regex(char: str) -> str:
+    if char == "*":
+        return ".*"
+    if char == "?":
+        return "."
+    return re.escape(char)
+
+
 def _name_matches(pattern: str, name: str | None) -> bool:
-    regex = "".join(
-        ".*" if c == "*" else "." if c == "?" else re.escape(c) for c in fold(pattern)
-    )
+    regex = "".join(_wildcard_regex(c) for c in fold(pattern))
     return re.fullmatch(regex, fold(name or ""), flags=re.DOTALL) is not None
 
 

@@ -116,7 +116,7 @@ router = APIRouter(prefix="/dicomweb", tags=["DICOMweb"], route_class=DicomwebRo
 
 @router.options("/{path:path}", include_in_schema=False)
 def preflight(request: Request, path: str) -> Response:
-    """Answer a CORS preflight; no login needed, as browsers send none."""
+    """Respond to a CORS preflight without a login, because browsers send none."""
     headers = _cors_headers(request)
     if headers:
         requested = request.headers.get("access-control-request-headers", "")
@@ -196,7 +196,7 @@ def _search(
         for m in accept
     ):
         raise wado.NotAcceptable(
-            "QIDO-RS answers only in application/dicom+json; accept that type",
+            "QIDO-RS responses are only application/dicom+json; accept that type",
             field="Accept",
             value=request.headers.get("accept"),
         )
@@ -322,7 +322,7 @@ def _retrieve(
                     content_length=len(data),
                 )
                 continue
-            # Bytes as stored, unchanged; the part says which syntax they are.
+            # The stored bytes, unchanged; the part's Content-Type names their syntax.
             yield OutgoingPart(
                 wado.part_content_type("application/dicom", syntax),
                 blobs.iter_chunks(key),
@@ -764,7 +764,7 @@ def _single_frame(text: str, number_of_frames: int | None) -> list[int]:
 def _thumbnail(
     request: Request, blobs: BlobStore, study_uid: str, row: Instance
 ) -> Response:
-    """The instance's thumbnail: the cached chart one, or rendered now."""
+    """Return the instance's thumbnail: the cached chart one, or rendered now."""
     fmt = _image_format(request)
     size = _viewport(request, row.rows, row.columns)
     cache_key = thumbnail_blob_key(study_uid, row.sop_instance_uid)
@@ -789,7 +789,7 @@ def _thumbnail(
 
 
 def _representative(located: list[wado.Located]) -> wado.Located:
-    """The first image in series and instance order, else the first object."""
+    """Return the first image in series and instance order, else the first object."""
     return next((row for row in located if row.instance.is_image), located[0])
 
 

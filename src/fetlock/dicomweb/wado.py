@@ -1,8 +1,9 @@
 """WADO-RS retrieval from the blob store (PS3.18 10.4).
 
-Instances are sent exactly as stored (their bytes never change) unless the
-client asks for Explicit VR Little Endian by name and the stored syntax
-differs; then the instance is decompressed for that response only. Frames
+Instances are sent exactly as stored, because their bytes never change.
+The one exception is a client that names Explicit VR Little Endian when the
+stored syntax differs: then the instance is decompressed for that response
+only. Frames
 are cut out of the stored pixel data: the stored compressed bytes when the
 client accepts the compressed media type (or ``transfer-syntax=*``), else
 decoded to native little-endian values.
