@@ -152,7 +152,7 @@ class TestClientsAndHorses:
 
 
 class TestBadInput:
-    def test_shares_summing_to_95_percent__422_and_nothing_saved(
+    def test_shares_95_percent__nothing_saved(
         self, reception, database: Database, clients: dict[str, int]
     ) -> None:  # type: ignore[no-untyped-def]
         response = reception.post(
@@ -168,7 +168,8 @@ class TestBadInput:
         )
         assert response.status_code == 422
         body = response.json()
-        assert "95%" in body["detail"] and "2024-01-01" in body["detail"]
+        assert "95%" in body["detail"]
+        assert "2024-01-01" in body["detail"]
         assert _field_errors(body)["owners"]["value"] == "95%"
         assert _count(database, Horse) == 0
         assert _count(database, Ownership) == 0
@@ -397,7 +398,7 @@ class TestVisitsAndNotes:
         assert response.status_code == 422
         assert "attending_vet_id" in _field_errors(response.json())
 
-    def test_write_sign_then_edit_is_409_and_addendum_is_accepted(
+    def test_signed_note__edit_409_addendum_ok(
         self, vet, database: Database, visit: dict[str, Any]
     ) -> None:  # type: ignore[no-untyped-def]
         response = vet.post(

@@ -34,7 +34,7 @@ def _shares(owners: list[tuple[Client, int]]) -> list[tuple[str, int]]:
 
 
 class TestOwnership:
-    def test_set_owners_from__closes_previous_rows_and_keeps_history(
+    def test_set_owners_from__keeps_history(
         self,
         db_session: Session,
         actor: Actor,
@@ -72,7 +72,7 @@ class TestOwnership:
             (syndicated, None, 2000),
         ]
 
-    def test_set_owners_from__shares_summing_to_95_percent_are_refused(
+    def test_set_owners_from__95_percent_rejected(
         self,
         db_session: Session,
         actor: Actor,
@@ -303,7 +303,8 @@ class TestHorses:
             select(AuditEvent).where(AuditEvent.action == "horse.update")
         ).scalar_one()
         assert event.horse_id == horse_owned_by_muller.id
-        assert '"breed"' in event.detail and '"colour"' in event.detail
+        assert '"breed"' in event.detail
+        assert '"colour"' in event.detail
 
 
 class TestSearch:
