@@ -201,3 +201,41 @@ def test_any_ae_is_accepted_when_the_practice_allows_it(
     assert status == 0x0000
     (instance,) = _instances(database)
     assert instance.source_ae_title == "LAPTOP_US"
+
+
+@pytest.mark.parametrize("source", ["CT_small.dcm", "JPEG2000.dcm", "OBXXXX1A_rle.dcm"])
+def test_data_set_bytes_on_the_wire_are_the_bytes_stored(
+    scp: DicomService,
+    database: Database,
+    blobs: LocalBlobStore,
+    make_instance: MakeInstance,
+    monkeypatch: pytest.MonkeyPatch,
+    source: str,
+) -> None:
+    from pynetdicom import _config
+
+    from fetlock.imaging.dicomfile import read_layout
+
+    # pynetdicom then sends the file's encoded data set without decoding it.
+    monkeypatch.setattr(_config, "STORE_SEND_CHUNKED_DATASET", True)
+    path = make_instance(source)
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    ae = AE(ae_title=DR_STATION)
+    ae.add_requested_context(ds.SOPClassUID, [ds.file_meta.TransferSyntaxUID])
+    assoc = ae.associate("127.0.0.1", scp.port, ae_title="FETLOCK")
+    assert assoc.is_established
+    try:
+        status = assoc.send_c_store(path)
+    finally:
+        assoc.release()
+
+    assert status.Status == 0x0000
+    (instance,) = _instances(database)
+    sent = path.read_bytes()
+    with path.open("rb") as fp:
+        sent_offset = read_layout(fp, len(sent)).dataset_offset
+    stored = blobs.open(instance.blob_key).read()
+    with blobs.open(instance.blob_key) as fp:
+        stored_offset = read_layout(fp, len(stored)).dataset_offset
+    assert stored[stored_offset:] == sent[sent_offset:]
+    assert instance.size_bytes == len(stored)
