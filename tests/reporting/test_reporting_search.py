@@ -211,3 +211,14 @@ class TestSearch:
         assert first.total == 2 and first.pages == 2
         assert len(first.hits) == len(second.hits) == 1
         assert first.hits[0].report.id != second.hits[0].report.id
+
+
+def test_pages_beyond_the_counted_window(
+    db_session: Session, library: Library, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(search, "COUNT_CAP", 1)
+    everything = search.search(db_session, search.SearchQuery(page_size=5), UTC)
+    first = search.search(db_session, search.SearchQuery(page_size=1), UTC)
+    third = search.search(db_session, search.SearchQuery(page_size=1, page=3), UTC)
+    assert first.total == 1 and first.total_is_capped
+    assert [h.report.id for h in third.hits] == [everything.hits[2].report.id]

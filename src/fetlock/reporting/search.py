@@ -23,7 +23,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from fetlock.auth.models import User
@@ -315,25 +315,25 @@ def search(db_session: Session, query: SearchQuery, zone: dt.tzinfo) -> SearchRe
     """Return one page of signed reports matching ``query``, newest first.
 
     ``zone`` is the practice time zone in which ``date_from`` and ``date_to``
-    are read. The total is counted up to :data:`COUNT_CAP`.
+    are read. The total is counted up to :data:`COUNT_CAP`: one query reads
+    the ids of the first ``COUNT_CAP + 1`` matches in order, which gives both
+    the count and, for the first pages, the page itself.
     """
     page_size = max(1, min(query.page_size, MAX_PAGE_SIZE))
     page = max(1, query.page)
-    conditions = _conditions(query, zone)
-
-    page_ids = list(
-        db_session.execute(
-            select(Report.id)
-            .where(*conditions)  # type: ignore[arg-type]
-            .order_by(Report.signed_at.desc(), Report.id.desc())
-            .limit(page_size)
-            .offset((page - 1) * page_size)
-        ).scalars()
+    offset = (page - 1) * page_size
+    ordered = (
+        select(Report.id)
+        .where(*_conditions(query, zone))  # type: ignore[arg-type]
+        .order_by(Report.signed_at.desc(), Report.id.desc())
     )
-    capped = select(Report.id).where(*conditions).limit(COUNT_CAP + 1)  # type: ignore[arg-type]
-    total = db_session.execute(
-        select(func.count()).select_from(capped.subquery())
-    ).scalar_one()
+    window = list(db_session.execute(ordered.limit(COUNT_CAP + 1)).scalars())
+    if offset + page_size <= len(window) or len(window) <= COUNT_CAP:
+        page_ids = window[offset : offset + page_size]
+    else:
+        page_ids = list(
+            db_session.execute(ordered.limit(page_size).offset(offset)).scalars()
+        )
 
     reports_by_id = {
         r.id: r
@@ -344,8 +344,8 @@ def search(db_session: Session, query: SearchQuery, zone: dt.tzinfo) -> SearchRe
     reports = [reports_by_id[i] for i in page_ids]
     return SearchResult(
         hits=_hits(db_session, reports, query),
-        total=min(total, COUNT_CAP),
-        total_is_capped=total > COUNT_CAP,
+        total=min(len(window), COUNT_CAP),
+        total_is_capped=len(window) > COUNT_CAP,
         page=page,
         page_size=page_size,
     )
