@@ -33,8 +33,8 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
-from fetlock.imaging.models import ImagingOrder, ScheduledProcedureStep
-from fetlock.practice.models import Client, ClientKind, Horse, Sex, Species, Visit
+from fetlock.imaging.service import PatientRecord, WorklistRecord
+from fetlock.practice.models import Client, ClientKind, Horse, Sex, Species
 
 Attributes = dict[str, Any]
 
@@ -143,26 +143,31 @@ def breed_code(breed: str | None) -> tuple[str, str] | None:
     return _breed_codes().get(fold(breed.strip()))
 
 
-def patient_name(horse: Horse, owner: Client | None) -> str:
+def _owner_name(patient: PatientRecord) -> str:
+    if patient.owner_kind == ClientKind.ORGANISATION:
+        return patient.owner_organisation_name or ""
+    return patient.owner_family_name or ""
+
+
+def patient_name(patient: PatientRecord) -> str:
     """Return (0010,0010) Patient's Name: ``Owner^Horse``, two components."""
-    owner_name = owner.name_for_dicom if owner is not None else ""
-    horse_name = horse.barn_name or horse.registered_name or ""
-    return f"{pn_component(owner_name)}^{pn_component(horse_name)}"
+    horse_name = patient.barn_name or patient.registered_name or ""
+    return f"{pn_component(_owner_name(patient))}^{pn_component(horse_name)}"
 
 
-def responsible_person(owner: Client | None) -> str:
-    if owner is None or owner.kind == ClientKind.ORGANISATION:
+def responsible_person(patient: PatientRecord) -> str:
+    if patient.owner_kind is None or patient.owner_kind == ClientKind.ORGANISATION:
         return ""
-    family = pn_component(owner.family_name)
-    given = pn_component(owner.given_name)
+    family = pn_component(patient.owner_family_name)
+    given = pn_component(patient.owner_given_name)
     return f"{family}^{given}" if given else family
 
 
-def other_patient_ids(horse: Horse) -> list[Attributes]:
+def other_patient_ids(patient: PatientRecord) -> list[Attributes]:
     """Return (0010,1002) Other Patient IDs Sequence items with their issuers."""
     items = []
     for attribute, issuer, id_type in OTHER_ID_KINDS:
-        value = getattr(horse, attribute)
+        value = getattr(patient, attribute)
         if value:
             items.append(
                 {
@@ -171,29 +176,29 @@ def other_patient_ids(horse: Horse) -> list[Attributes]:
                     "TypeOfPatientID": id_type,
                 }
             )
-    if horse.registry_number:
+    if patient.registry_number:
         items.append(
             {
-                "PatientID": horse.registry_number,
-                "IssuerOfPatientID": (horse.registry_name or "REGISTRY")[:64],
+                "PatientID": patient.registry_number,
+                "IssuerOfPatientID": (patient.registry_name or "REGISTRY")[:64],
                 "TypeOfPatientID": "TEXT",
             }
         )
     return items
 
 
-def breed_registrations(horse: Horse) -> list[Attributes]:
+def breed_registrations(patient: PatientRecord) -> list[Attributes]:
     """Return (0010,2294) Breed Registration Sequence items.
 
     Breed registries of horses have no DICOM codes (CID 7481 lists only
     small-animal registries), so the registry is coded in Fetlock's local scheme.
     """
-    if not horse.registry_number:
+    if not patient.registry_number:
         return []
-    registry = horse.registry_name or "Unnamed registry"
+    registry = patient.registry_name or "Unnamed registry"
     return [
         {
-            "BreedRegistrationNumber": horse.registry_number,
+            "BreedRegistrationNumber": patient.registry_number,
             "BreedRegistryCodeSequence": [
                 code_item(local_code(registry), LOCAL_SCHEME, registry)
             ],
@@ -201,24 +206,24 @@ def breed_registrations(horse: Horse) -> list[Attributes]:
     ]
 
 
-def patient_attributes(horse: Horse, owner: Client | None) -> Attributes:
-    """Return the Patient module attributes of ``horse`` with its principal owner."""
-    sex, neutered = SEX_CODES.get(horse.sex or "", ("O", ""))
-    species = horse.species or Species.HORSE
+def patient_record_attributes(patient: PatientRecord) -> Attributes:
+    """Return the Patient module attributes of a horse and its principal owner."""
+    sex, neutered = SEX_CODES.get(patient.sex or "", ("O", ""))
+    species = patient.species or Species.HORSE
     species_code = SPECIES_CODES.get(species)
-    breed = breed_code(horse.breed)
+    breed = breed_code(patient.breed)
     organisation = (
-        owner.organisation_name or ""
-        if owner is not None and owner.kind == ClientKind.ORGANISATION
+        patient.owner_organisation_name or ""
+        if patient.owner_kind == ClientKind.ORGANISATION
         else ""
     )
-    person = responsible_person(owner)
+    person = responsible_person(patient)
     return {
-        "PatientName": patient_name(horse, owner),
-        "PatientID": horse.patient_id,
-        "OtherPatientIDsSequence": other_patient_ids(horse),
+        "PatientName": patient_name(patient),
+        "PatientID": patient.patient_id,
+        "OtherPatientIDsSequence": other_patient_ids(patient),
         "PatientBirthDate": (
-            horse.date_of_birth.strftime("%Y%m%d") if horse.date_of_birth else ""
+            patient.date_of_birth.strftime("%Y%m%d") if patient.date_of_birth else ""
         ),
         "PatientSex": sex,
         "PatientSexNeutered": neutered,
@@ -228,15 +233,29 @@ def patient_attributes(horse: Horse, owner: Client | None) -> Attributes:
             if species_code
             else []
         ),
-        "PatientBreedDescription": horse.breed or "",
+        "PatientBreedDescription": patient.breed or "",
         "PatientBreedCodeSequence": (
             [code_item(breed[0], SNOMED, breed[1])] if breed else []
         ),
-        "BreedRegistrationSequence": breed_registrations(horse),
+        "BreedRegistrationSequence": breed_registrations(patient),
         "ResponsiblePerson": person,
         "ResponsiblePersonRole": "OWNER" if person else "",
         "ResponsibleOrganization": organisation,
     }
+
+
+def patient_attributes(horse: Horse, owner: Client | None) -> Attributes:
+    """Return the Patient module attributes of ``horse`` with its principal owner.
+
+    ``owner`` is the principal owner on the day of interest, as returned first
+    by ``fetlock.practice.service.owners_on``.
+    """
+    return patient_record_attributes(PatientRecord.from_models(horse, owner))
+
+
+def patient_dataset(horse: Horse, owner: Client | None) -> Dataset:
+    """Return the Patient module of ``horse`` as a pydicom Dataset."""
+    return to_dataset(patient_attributes(horse, owner))
 
 
 def dicom_date_time(value: dt.datetime, zone: dt.tzinfo) -> tuple[str, str]:
@@ -261,79 +280,65 @@ def person_name(full_name: str | None) -> str:
     return f"{family}^{given}" + (f"^^{prefix}" if prefix else "")
 
 
-def scheduled_step_attributes(
-    step: ScheduledProcedureStep, order: ImagingOrder, zone: dt.tzinfo
-) -> Attributes:
+def scheduled_step_attributes(record: WorklistRecord, zone: dt.tzinfo) -> Attributes:
     """Return one (0040,0100) Scheduled Procedure Step Sequence item."""
-    start_date, start_time = dicom_date_time(step.scheduled_start, zone)
-    protocol = [
-        code_item(view.code, LOCAL_SCHEME, view.description) for view in order.views
-    ]
+    start_date, start_time = dicom_date_time(record.scheduled_start, zone)
     return {
-        "ScheduledStationAETitle": step.station_ae_title or "",
+        "ScheduledStationAETitle": record.station_ae_title or "",
         "ScheduledProcedureStepStartDate": start_date,
         "ScheduledProcedureStepStartTime": start_time,
-        "Modality": step.modality,
+        "Modality": record.modality,
         "ScheduledPerformingPhysicianName": "",
-        "ScheduledProcedureStepDescription": step.description,
-        "ScheduledStationName": step.station_name or "",
+        "ScheduledProcedureStepDescription": record.description,
+        "ScheduledStationName": record.station_name or "",
         "ScheduledProcedureStepLocation": "",
-        "ScheduledProtocolCodeSequence": protocol,
+        "ScheduledProtocolCodeSequence": [
+            code_item(code, LOCAL_SCHEME, description)
+            for code, description in record.views
+        ],
         "PreMedication": "",
-        "ScheduledProcedureStepID": step.sps_id,
+        "ScheduledProcedureStepID": record.sps_id,
         "RequestedContrastAgent": "",
-        "ScheduledProcedureStepStatus": step.status,
-        "CommentsOnTheScheduledProcedureStep": ", ".join(v.code for v in order.views),
+        "ScheduledProcedureStepStatus": record.sps_status,
+        "CommentsOnTheScheduledProcedureStep": ", ".join(c for c, _ in record.views),
     }
 
 
-def worklist_item(
-    *,
-    step: ScheduledProcedureStep,
-    order: ImagingOrder,
-    horse: Horse,
-    owner: Client | None,
-    clinician_name: str | None,
-    visit: Visit | None,
-    zone: dt.tzinfo,
-) -> Attributes:
+def worklist_item(record: WorklistRecord, zone: dt.tzinfo) -> Attributes:
     """Return every attribute of one Modality Worklist item (PS3.4 Table K.6-1)."""
-    procedure = order.procedure
-    clinician = person_name(clinician_name)
+    clinician = person_name(record.clinician_name)
     item: Attributes = {
         # Imaging Service Request
-        "AccessionNumber": order.accession_number,
+        "AccessionNumber": record.accession_number,
         "RequestingPhysician": clinician,
         "ReferringPhysicianName": clinician,
         # Requested Procedure
-        "StudyInstanceUID": order.study_instance_uid,
-        "RequestedProcedureID": order.requested_procedure_id,
-        "RequestedProcedureDescription": step.description,
+        "StudyInstanceUID": record.study_instance_uid,
+        "RequestedProcedureID": record.requested_procedure_id,
+        "RequestedProcedureDescription": record.description,
         "RequestedProcedureCodeSequence": [
-            code_item(procedure.code, LOCAL_SCHEME, procedure.name)
+            code_item(record.procedure_code, LOCAL_SCHEME, record.procedure_name)
         ],
-        "RequestedProcedurePriority": order.priority,
+        "RequestedProcedurePriority": record.priority,
         "PatientTransportArrangements": "",
-        "ReasonForTheRequestedProcedure": (order.clinical_history or "")[:64],
+        "ReasonForTheRequestedProcedure": (record.clinical_history or "")[:64],
         "ReferencedStudySequence": [],
         # Visit
-        "AdmissionID": str(order.visit_id),
-        "CurrentPatientLocation": (visit.location or "")[:64] if visit else "",
+        "AdmissionID": str(record.visit_id),
+        "CurrentPatientLocation": (record.visit_location or "")[:64],
         "ReferencedPatientSequence": [],
         # Patient medical
         "PatientState": "",
         "MedicalAlerts": "",
         "Allergies": "",
         "SpecialNeeds": "",
-        "AdditionalPatientHistory": order.clinical_history or "",
+        "AdditionalPatientHistory": record.clinical_history or "",
         "ConfidentialityConstraintOnPatientDataDescription": "",
         "PatientWeight": "",
         # Scheduled Procedure Step: one item per worklist entry
-        "ScheduledProcedureStepSequence": [
-            scheduled_step_attributes(step, order, zone)
-        ],
+        "ScheduledProcedureStepSequence": [scheduled_step_attributes(record, zone)],
     }
-    item.update(patient_attributes(horse, owner))
+    item.update(patient_record_attributes(record.patient))
     return item
 
 

@@ -46,6 +46,7 @@ from fetlock.dicom.matching import (
     InvalidQuery,
     date_range,
     match_item,
+    match_string,
     time_range,
 )
 from fetlock.dicom.policy import PeerConfig
@@ -89,6 +90,9 @@ def supported_contexts(settings: Settings) -> list[PresentationContext]:
 
 
 def event_handlers(context: ScpContext) -> list[tuple[evt.EventType, Handler]]:
+    # Build the breed code table now rather than during the first query.
+    mapping.breed_code("warm-up")
+
     def on_c_find(event: evt.Event) -> Iterator[tuple[int | Dataset, Dataset | None]]:
         return handle_find(context, event)
 
@@ -341,20 +345,29 @@ def find_items(context: ScpContext, query: WorklistQuery) -> list[mapping.Attrib
     zone = context.settings.zone
     today = dt.datetime.now(zone).date()
     results = []
+    name_query = next(
+        (v for k, _, v in query.keys if k == "PatientName" and isinstance(v, str)), ""
+    )
     with context.database.session() as db_session:
-        entries = service.worklist_entries(db_session, query.criteria, day=today)
-        for entry in entries:
-            item = mapping.worklist_item(
-                step=entry.step,
-                order=entry.order,
-                horse=entry.horse,
-                owner=entry.owner,
-                clinician_name=entry.clinician.full_name if entry.clinician else None,
-                visit=entry.visit,
-                zone=zone,
-            )
-            if matches(query, item):
-                results.append(item)
+        records = service.worklist_records(
+            db_session, query.criteria, day=today, with_views=False
+        )
+        # Patient's Name is the one common key the database cannot match
+        # (folding), so it narrows the records before views are read and
+        # whole items are built.
+        if name_query.strip(" *"):
+            records = [
+                r
+                for r in records
+                if match_string(
+                    name_query, mapping.patient_name(r.patient), person_name=True
+                )
+            ]
+        records = service.add_views(db_session, records)
+    for record in records:
+        item = mapping.worklist_item(record, zone)
+        if matches(query, item):
+            results.append(item)
     return results
 
 

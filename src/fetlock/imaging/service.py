@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
 
@@ -920,31 +920,140 @@ class WorklistFilter:
     study_instance_uids: Sequence[str] | None = None
 
 
-@dataclass
-class WorklistEntry:
-    """One worklist item with everything needed to build its identifier."""
+@dataclass(frozen=True, slots=True)
+class PatientRecord:
+    """A horse and its principal owner, as plain values for DICOM mapping."""
 
-    step: ScheduledProcedureStep
-    order: ImagingOrder
-    horse: Horse
-    owner: Client | None
-    clinician: User | None
-    visit: Visit | None
-    extras: dict[str, Any] = field(default_factory=dict)
+    patient_id: str
+    barn_name: str
+    registered_name: str | None
+    species: str
+    breed: str | None
+    sex: str | None
+    date_of_birth: dt.date | None
+    microchip: str | None
+    ueln: str | None
+    passport_number: str | None
+    registry_name: str | None
+    registry_number: str | None
+    owner_kind: str | None = None
+    owner_family_name: str | None = None
+    owner_given_name: str | None = None
+    owner_organisation_name: str | None = None
+
+    @classmethod
+    def from_models(cls, horse: Horse, owner: Client | None) -> PatientRecord:
+        return cls(
+            patient_id=horse.patient_id,
+            barn_name=horse.barn_name,
+            registered_name=horse.registered_name,
+            species=horse.species,
+            breed=horse.breed,
+            sex=horse.sex,
+            date_of_birth=horse.date_of_birth,
+            microchip=horse.microchip,
+            ueln=horse.ueln,
+            passport_number=horse.passport_number,
+            registry_name=horse.registry_name,
+            registry_number=horse.registry_number,
+            owner_kind=owner.kind if owner else None,
+            owner_family_name=owner.family_name if owner else None,
+            owner_given_name=owner.given_name if owner else None,
+            owner_organisation_name=owner.organisation_name if owner else None,
+        )
 
 
-def worklist_entries(
-    db_session: Session, criteria: WorklistFilter, *, day: dt.date
-) -> list[WorklistEntry]:
+@dataclass(frozen=True, slots=True)
+class WorklistRecord:
+    """One worklist item (a scheduled step with its order) as plain values.
+
+    ``views`` holds (code, description) pairs in order.
+    """
+
+    order_id: int
+    sps_id: str
+    station_ae_title: str | None
+    station_name: str | None
+    modality: str
+    scheduled_start: dt.datetime
+    description: str
+    sps_status: str
+    accession_number: str
+    requested_procedure_id: str
+    study_instance_uid: str
+    priority: str
+    clinical_history: str | None
+    visit_id: int
+    visit_location: str | None
+    procedure_code: str
+    procedure_name: str
+    clinician_name: str | None
+    views: tuple[tuple[str, str], ...]
+    patient: PatientRecord
+
+
+_HORSE_COLUMNS = (
+    Horse.patient_id,
+    Horse.barn_name,
+    Horse.registered_name,
+    Horse.species,
+    Horse.breed,
+    Horse.sex,
+    Horse.date_of_birth,
+    Horse.microchip,
+    Horse.ueln,
+    Horse.passport_number,
+    Horse.registry_name,
+    Horse.registry_number,
+)
+
+
+_PATIENT_FIELDS = tuple(PatientRecord.__dataclass_fields__)
+
+
+def worklist_records(
+    db_session: Session,
+    criteria: WorklistFilter,
+    *,
+    day: dt.date,
+    with_views: bool = True,
+) -> list[WorklistRecord]:
     """Return the worklist items meeting ``criteria``, ordered by start time.
 
-    Owners are those in force on ``day``; they are fetched in bulk so that the
-    cost stays one query per 500 items whatever the number of matches.
+    Plain column queries, not ORM entities, because a worklist query may look
+    at every scheduled item: one query for the steps, then one per 500 items
+    for owners (those in force on ``day``) and for views. With ``with_views``
+    False the views are left empty, for ``add_views`` to fill in once the
+    caller has narrowed the records down.
     """
     query = (
-        select(ScheduledProcedureStep, ImagingOrder, Horse)
+        select(
+            ScheduledProcedureStep.sps_id,
+            ScheduledProcedureStep.station_ae_title,
+            ScheduledProcedureStep.station_name,
+            ScheduledProcedureStep.modality,
+            ScheduledProcedureStep.scheduled_start,
+            ScheduledProcedureStep.description,
+            ScheduledProcedureStep.status,
+            ImagingOrder.id,
+            ImagingOrder.accession_number,
+            ImagingOrder.requested_procedure_id,
+            ImagingOrder.study_instance_uid,
+            ImagingOrder.priority,
+            ImagingOrder.clinical_history,
+            ImagingOrder.visit_id,
+            Visit.location,
+            Procedure.code,
+            Procedure.name,
+            User.full_name,
+            Horse.id,
+            *_HORSE_COLUMNS,
+        )
         .join(ImagingOrder, ScheduledProcedureStep.order_id == ImagingOrder.id)
         .join(Horse, ImagingOrder.horse_id == Horse.id)
+        .join(Procedure, ImagingOrder.procedure_id == Procedure.id)
+        .outerjoin(User, ImagingOrder.requesting_clinician_id == User.id)
+        .outerjoin(Visit, ImagingOrder.visit_id == Visit.id)
         .order_by(ScheduledProcedureStep.scheduled_start, ScheduledProcedureStep.id)
     )
     if criteria.statuses:
@@ -981,21 +1090,47 @@ def worklist_entries(
     if not rows:
         return []
 
-    owners = principal_owners(db_session, {horse.id for _, _, horse in rows}, day)
-    user_ids = {order.requesting_clinician_id for _, order, _ in rows}
-    users = _by_id(db_session, User, user_ids)
-    visits = _by_id(db_session, Visit, {order.visit_id for _, order, _ in rows})
-    return [
-        WorklistEntry(
-            step=step,
-            order=order,
-            horse=horse,
-            owner=owners.get(horse.id),
-            clinician=users.get(order.requesting_clinician_id),
-            visit=visits.get(order.visit_id),
+    owners = _owner_rows(db_session, {row[18] for row in rows}, day)
+    views = _view_rows(db_session, {row[7] for row in rows}) if with_views else {}
+    records = []
+    for row in rows:
+        horse_id = row[18]
+        owner = owners.get(horse_id, (None, None, None, None))
+        values: tuple[Any, ...] = (*row[19:], *owner)
+        patient = PatientRecord(**dict(zip(_PATIENT_FIELDS, values, strict=True)))
+        records.append(
+            WorklistRecord(
+                order_id=row[7],
+                sps_id=row[0],
+                station_ae_title=row[1],
+                station_name=row[2],
+                modality=row[3],
+                scheduled_start=row[4],
+                description=row[5],
+                sps_status=row[6],
+                accession_number=row[8],
+                requested_procedure_id=row[9],
+                study_instance_uid=row[10],
+                priority=row[11],
+                clinical_history=row[12],
+                visit_id=row[13],
+                visit_location=row[14],
+                procedure_code=row[15],
+                procedure_name=row[16],
+                clinician_name=row[17],
+                views=views.get(row[7], ()),
+                patient=patient,
+            )
         )
-        for step, order, horse in rows
-    ]
+    return records
+
+
+def add_views(
+    db_session: Session, records: Sequence[WorklistRecord]
+) -> list[WorklistRecord]:
+    """Return ``records`` with their ordered views filled in."""
+    views = _view_rows(db_session, {r.order_id for r in records})
+    return [replace(r, views=views.get(r.order_id, ())) for r in records]
 
 
 _CHUNK = 500
@@ -1007,39 +1142,54 @@ def _chunks(values: Iterable[int]) -> Iterable[list[int]]:
         yield ordered[index : index + _CHUNK]
 
 
-def _by_id(db_session: Session, model: Any, ids: Iterable[int]) -> dict[int, Any]:
-    found: dict[int, Any] = {}
-    for chunk in _chunks(ids):
-        for row in db_session.execute(
-            select(model).where(model.id.in_(chunk))
-        ).scalars():
-            found[row.id] = row
-    return found
-
-
-def principal_owners(
+def _owner_rows(
     db_session: Session, horse_ids: Iterable[int], day: dt.date
-) -> dict[int, Client]:
+) -> dict[int, tuple[str | None, str | None, str | None, str | None]]:
     """Return each horse's principal owner on ``day`` (largest share, then id).
 
     The same rule as ``fetlock.practice.service.owners_on``, for many horses in
-    a few queries.
+    a few queries; values are (kind, family, given, organisation name).
     """
-    best: dict[int, tuple[int, int, Client]] = {}
+    best: dict[int, tuple[tuple[int, int], tuple[Any, ...]]] = {}
     for chunk in _chunks(horse_ids):
         rows = db_session.execute(
-            select(Ownership).where(
+            select(
+                Ownership.horse_id,
+                Ownership.share,
+                Ownership.client_id,
+                Client.kind,
+                Client.family_name,
+                Client.given_name,
+                Client.organisation_name,
+            )
+            .join(Client, Ownership.client_id == Client.id)
+            .where(
                 Ownership.horse_id.in_(chunk),
                 Ownership.effective_from <= day,
                 or_(Ownership.effective_to.is_(None), Ownership.effective_to > day),
             )
-        ).scalars()
-        for row in rows:
-            rank = (-row.share, row.client_id)
-            current = best.get(row.horse_id)
-            if current is None or rank < current[:2]:
-                best[row.horse_id] = (*rank, row.client)
-    return {horse_id: entry[2] for horse_id, entry in best.items()}
+        ).all()
+        for horse_id, share, client_id, *names in rows:
+            rank = (-share, client_id)
+            current = best.get(horse_id)
+            if current is None or rank < current[0]:
+                best[horse_id] = (rank, tuple(names))
+    return {horse_id: entry[1] for horse_id, entry in best.items()}
+
+
+def _view_rows(
+    db_session: Session, order_ids: Iterable[int]
+) -> dict[int, tuple[tuple[str, str], ...]]:
+    views: dict[int, list[tuple[str, str]]] = {}
+    for chunk in _chunks(order_ids):
+        rows = db_session.execute(
+            select(OrderView.order_id, OrderView.code, OrderView.description)
+            .where(OrderView.order_id.in_(chunk))
+            .order_by(OrderView.order_id, OrderView.ordinal)
+        ).all()
+        for order_id, code, description in rows:
+            views.setdefault(order_id, []).append((code, description))
+    return {order_id: tuple(items) for order_id, items in views.items()}
 
 
 # --------------------------------------------------------------------------
