@@ -271,6 +271,28 @@ class TestMultiFrame:
         #   the whole 43 MB; one frame needs a few.
         assert peak < size / 5, f"peak {peak} bytes for a {size}-byte file"
 
+    def test_large_radiograph_thumbnail_memory(self) -> None:
+        # 3072 x 2614 16-bit: 16 MB of stored values. Windowing in float at
+        #   full size would need several times that.
+        path = DEID_DATA / "animals" / "cat.dcm"
+        tracemalloc.start()
+        try:
+            render_thumbnail(path)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 3 * 3072 * 2614 * 2
+
+    def test_shrunk_thumbnail_matches_full_render(self) -> None:
+        path = sample("RG1_UNCR.dcm")
+        full = open_image(render_frame(path, fmt="png")).resize(
+            (241, 256), Image.Resampling.LANCZOS
+        )
+        thumb = as_array(render_thumbnail(path))
+
+        assert thumb.shape == (256, 241)
+        assert np.abs(thumb - np.asarray(full, dtype=np.float64)).mean() < 3.0
+
     def test_frame_out_of_range_names_the_valid_range(self) -> None:
         with pytest.raises(RenderError, match=r"frame index 10 .* 0 to 9"):
             render_frame(sample("emri_small.dcm"), frame=10)

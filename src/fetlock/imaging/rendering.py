@@ -167,7 +167,7 @@ def render_thumbnail(source: RenderSource, size: int = 256) -> bytes:
         if kind.is_video:
             return _encode(_fit(_video_poster(source, header, size), size), "jpeg")
         index = _frame_count(header) // 2
-        image = _render_image(source, header, index, None)
+        image = _render_image(source, header, index, None, target=size)
         return _encode(_fit(image, size, enlarge=True), "jpeg")
     except Exception:
         # A failed thumbnail must not fail the job that requested it, so log
@@ -228,7 +228,7 @@ def render_frame(
             f"frame index {frame} is out of range; this object has {frames} "
             f"frame(s), so use 0 to {frames - 1}"
         )
-    image = _render_image(source, header, frame, window)
+    image = _render_image(source, header, frame, window, target=max_size)
     if max_size is not None:
         image = _fit(image, max_size)
     return _encode(image, fmt)
@@ -318,7 +318,12 @@ def _frame_count(header: Dataset) -> int:
 
 
 def _decode(source: RenderSource, header: Dataset, index: int) -> np.ndarray:
-    """Decode one frame, reading only that frame from a file source."""
+    """Decode one frame, reading only that frame from a file source.
+
+    NOTE: JPEG 2000 frames are decoded at full resolution even for a
+    thumbnail; openjpeg could decode a reduced resolution level in a
+    fraction of the time (see docs/benchmarks.md).
+    """
     try:
         if isinstance(source, Dataset):
             return pixel_array(source, index=index)
@@ -340,11 +345,18 @@ def _decode(source: RenderSource, header: Dataset, index: int) -> np.ndarray:
 
 
 def _render_image(
-    source: RenderSource, header: Dataset, index: int, window: WindowChoice
+    source: RenderSource,
+    header: Dataset,
+    index: int,
+    window: WindowChoice,
+    target: int | None = None,
 ) -> Image.Image:
+    """Render one frame; with `target`, shrink first to about twice that size."""
     arr = _decode(source, header, index)
     samples = int(header.get("SamplesPerPixel") or 1)
     photometric = str(header.get("PhotometricInterpretation", "MONOCHROME2"))
+    if target is not None:
+        arr = _shrink(arr, target, average=photometric != "PALETTE COLOR")
 
     # Colour: with raw=False pydicom returns RGB for every YCbCr variant,
     #   converting native data itself and JPEG/J2K data in the codec.
@@ -355,6 +367,30 @@ def _render_image(
 
     grey = _greyscale_to_unit(arr, _frame_view(header, index), window)
     return Image.fromarray(np.round(grey * 255.0).astype(np.uint8), mode="L")
+
+
+def _shrink(arr: np.ndarray, target: int, *, average: bool) -> np.ndarray:
+    """Reduce `arr` by a whole factor so its longer side stays >= 2 * `target`.
+
+    The LUT and window pipeline then works on a few hundred thousand pixels
+    rather than millions. Blocks are averaged and rounded back to the
+    stored dtype, so LUTs still index correctly; palette indices cannot be
+    averaged and are subsampled instead (`average` False).
+    """
+    factor = max(arr.shape[0], arr.shape[1]) // (2 * target)
+    if factor < 2:
+        return arr
+    if not average:
+        return arr[::factor, ::factor]
+    rows = arr.shape[0] // factor * factor
+    columns = arr.shape[1] // factor * factor
+    blocks = arr[:rows, :columns].reshape(
+        rows // factor, factor, columns // factor, factor, *arr.shape[2:]
+    )
+    mean = blocks.mean(axis=(1, 3), dtype=np.float32)
+    if np.issubdtype(arr.dtype, np.integer):
+        return np.round(mean).astype(arr.dtype)
+    return mean.astype(arr.dtype)
 
 
 def _greyscale_to_unit(
