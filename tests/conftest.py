@@ -14,12 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 import fetlock.db.registry  # noqa: F401  (registers every table)
+from fetlock.auth import service as auth_service
 from fetlock.auth.models import Role, User
 from fetlock.auth.service import create_user
 from fetlock.config import Settings
@@ -29,6 +31,25 @@ from fetlock.db.session import Database
 
 TEST_PASSWORD = "correct-horse-battery"
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(autouse=True)
+def _quick_password_hashes(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hash test passwords with the cheapest Argon2 parameters.
+
+    The production parameters cost about a second per hash on a busy 2-core
+    machine, and most tests log users in. Tests marked
+    ``real_password_hashes`` keep the production parameters.
+    """
+    if request.node.get_closest_marker("real_password_hashes"):
+        return
+    monkeypatch.setattr(
+        auth_service,
+        "_hasher",
+        PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
+    )
 
 
 def _backend() -> str:

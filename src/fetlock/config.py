@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     )
     login_max_failures: int = Field(
         default=5,
-        description="Failed logins per user name and address before lock-out.",
+        description="Failed logins per user name, from any address, before lock-out.",
     )
     login_lockout_minutes: int = Field(
         default=15, description="Window and lock-out period for failed logins."

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+from types import FrameType
 from typing import Protocol
 
 import uvicorn
@@ -39,22 +41,34 @@ def build_background_services(
     return services
 
 
+def _note_signal(signum: int, _frame: FrameType | None) -> None:
+    # uvicorn handles SIGINT and SIGTERM while it runs, then raises the signal
+    # again after its shutdown. This handler receives that repeat, so that
+    # ``run_server`` can stop the background services instead of dying.
+    logger.info("received %s", signal.Signals(signum).name)
+
+
 def run_server(settings: Settings) -> None:
-    """Start every listener and block until interrupted (SIGINT or SIGTERM)."""
+    """Start every listener and block until SIGINT or SIGTERM, then stop them."""
     from fetlock.web.app import create_app
 
     logger.info("Fetlock %s starting", __version__)
     logger.info("effective settings: %s", settings.masked())
     database = Database(settings.effective_database_url)
     services = build_background_services(settings, database)
-    for service in services:
-        service.start()
-        logger.info("started %s", service.name)
-
-    app = create_app(settings, database)
-    logger.info("web listener on http://%s:%d", settings.http_host, settings.http_port)
+    started: list[BackgroundService] = []
+    signal.signal(signal.SIGTERM, _note_signal)
+    signal.signal(signal.SIGINT, _note_signal)
     try:
-        # uvicorn handles SIGINT and SIGTERM and returns after a clean shutdown.
+        for service in services:
+            service.start()
+            started.append(service)
+            logger.info("started %s", service.name)
+
+        app = create_app(settings, database)
+        logger.info(
+            "web listener on http://%s:%d", settings.http_host, settings.http_port
+        )
         uvicorn.run(
             app,
             host=settings.http_host,
@@ -63,7 +77,7 @@ def run_server(settings: Settings) -> None:
             access_log=False,
         )
     finally:
-        for service in reversed(services):
+        for service in reversed(started):
             service.stop()
             logger.info("stopped %s", service.name)
         database.dispose()

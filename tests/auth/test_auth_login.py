@@ -71,6 +71,7 @@ def _actions(database: Database) -> list[str]:
         )
 
 
+@pytest.mark.real_password_hashes
 class TestPasswords:
     def test_password_is_stored_as_argon2_hash(self, nurse: User) -> None:
         assert nurse.password_hash.startswith("$argon2id$")
@@ -186,13 +187,35 @@ class TestLogin:
         self, http: TestClient, nurse: User, database: Database
     ) -> None:
         _login(http, PASSWORD)
-        response = http.post("/logout", follow_redirects=False)
+        with database.session() as session:
+            csrf_token = session.execute(select(LoginSession)).scalar_one().csrf_token
+        response = http.post(
+            "/logout", data={"csrf_token": csrf_token}, follow_redirects=False
+        )
         assert response.status_code == 303
         assert "cache" in response.headers["clear-site-data"]
         with database.session() as session:
             assert session.execute(select(LoginSession)).first() is None
         assert http.get("/horses", follow_redirects=False).status_code == 303
         assert _actions(database)[-1] == "logout"
+
+    def test_logout_without_csrf_token_is_refused(
+        self, http: TestClient, nurse: User, database: Database
+    ) -> None:
+        _login(http, PASSWORD)
+        response = http.post("/logout", follow_redirects=False)
+        assert response.status_code == 403
+        assert "CSRF" in response.json()["detail"]
+        with database.session() as session:
+            assert session.execute(select(LoginSession)).first() is not None
+
+    def test_locked_out_attempt_is_audited(
+        self, http: TestClient, nurse: User, database: Database
+    ) -> None:
+        for _ in range(3):
+            _login(http, "wrong-password")
+        assert _login(http, PASSWORD).status_code == 429
+        assert _actions(database)[-1] == "login.locked_out"
 
     def test_expired_session_redirects_to_login(
         self, http: TestClient, nurse: User, database: Database

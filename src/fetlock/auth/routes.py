@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from fetlock.audit import service as audit
 from fetlock.auth import service
-from fetlock.auth.deps import SESSION_COOKIE, Principal, get_principal
+from fetlock.auth.deps import ALL_STAFF, SESSION_COOKIE, Principal, require_roles
 from fetlock.config import Settings
 from fetlock.web.deps import client_address, get_db_session, get_settings
 from fetlock.web.templating import render
@@ -89,7 +89,7 @@ def login(
 @router.post("/logout")
 def logout(
     request: Request,
-    principal: Principal = Depends(get_principal),
+    principal: Principal = Depends(require_roles(*ALL_STAFF)),
     db_session: Session = Depends(get_db_session),
 ) -> Response:
     token = request.cookies.get(SESSION_COOKIE)

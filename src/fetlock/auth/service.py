@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import logging
 import secrets
+from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -41,6 +42,16 @@ def verify_password(password_hash: str, password: str) -> bool:
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+@lru_cache(maxsize=1)
+def _cached_dummy_hash(hasher_id: int) -> str:
+    return _hasher.hash(secrets.token_urlsafe(16))
+
+
+def _dummy_hash() -> str:
+    """Return a hash with the current parameters that no password matches."""
+    return _cached_dummy_hash(id(_hasher))
 
 
 def token_digest(token: str) -> str:
@@ -108,6 +119,13 @@ def authenticate(
     """
     if _recent_failures(db_session, username, lockout) >= max_failures:
         minutes = int(lockout.total_seconds() // 60)
+        audit.record(
+            db_session,
+            audit.Actor(name=username, source_address=source_address),
+            "login.locked_out",
+            "user",
+            username,
+        )
         raise LoginLockedOut(
             f"too many failed logins for {username!r}; try again in {minutes} "
             "minutes or ask an administrator"
@@ -115,11 +133,12 @@ def authenticate(
     user = db_session.execute(
         select(User).where(User.username == username)
     ).scalar_one_or_none()
-    if (
-        user is None
-        or not user.active
-        or not verify_password(user.password_hash, password)
-    ):
+    # An unknown name still costs one hash check, so that response time does
+    # not reveal which user names exist.
+    password_ok = verify_password(
+        user.password_hash if user is not None else _dummy_hash(), password
+    )
+    if user is None or not user.active or not password_ok:
         db_session.add(LoginFailure(username=username, source_address=source_address))
         audit.record(
             db_session,

@@ -51,6 +51,32 @@ def _describe_validation_error(error: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _wants_page(request: Request) -> bool:
+    """Tell a browser navigating to a page from an API or DICOMweb client."""
+    if request.url.path.startswith(("/api/", "/dicomweb/")):
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
+def _error_page(
+    request: Request,
+    status_code: int,
+    message: str,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    from fetlock.web.templating import render
+
+    response = render(
+        request,
+        "error.html",
+        {"status_code": status_code, "detail": message},
+        status_code=status_code,
+    )
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, _exc: LoginRequired) -> Response:
@@ -62,6 +88,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
         errors = [_describe_validation_error(dict(e)) for e in exc.errors()]
+        if _wants_page(request):
+            return _error_page(request, 422, "; ".join(e["message"] for e in errors))
         return JSONResponse(
             {"detail": "; ".join(e["message"] for e in errors), "errors": errors},
             status_code=422,
@@ -69,6 +97,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> Response:
+        if _wants_page(request):
+            return _error_page(request, exc.status_code, exc.message)
         body: dict[str, Any] = {"detail": exc.message}
         if exc.field is not None:
             body["errors"] = [
@@ -78,6 +108,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if _wants_page(request) and isinstance(exc.detail, str):
+            return _error_page(request, exc.status_code, exc.detail, exc.headers)
         return JSONResponse(
             {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
         )

@@ -1,0 +1,27 @@
+"""Browsers get an HTML error page; API callers get JSON naming the problem."""
+
+from fastapi.testclient import TestClient
+
+from fetlock.auth.models import Role
+
+
+def test_missing_horse_page_is_html_404(login_as) -> None:  # type: ignore[no-untyped-def]
+    vet = login_as(Role.VETERINARIAN)
+    response = vet.get("/horses/987654", headers={"Accept": "text/html"})
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert "987654" in response.text
+
+
+def test_missing_horse_api_is_json_404(login_as) -> None:  # type: ignore[no-untyped-def]
+    vet = login_as(Role.VETERINARIAN)
+    response = vet.get("/api/v1/horses/987654", headers={"Accept": "text/html"})
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("application/json")
+    assert "987654" in response.json()["detail"]
+
+
+def test_anonymous_page_redirects_to_login(client: TestClient) -> None:
+    response = client.get("/horses/1", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?next=/horses/1"
