@@ -11,8 +11,8 @@ association per query as a modality does, and the script prints the median and
 
 Latency runs from A-ASSOCIATE-RQ to the A-RELEASE response, all responses
 received. wlmscpfs listens on every interface and has no option to bind to
-loopback only, so the script re-runs itself inside a new network namespace
-(``unshare --net``) that has nothing but a loopback interface; where that is
+loopback only. So the script re-runs itself inside a new network namespace
+(``unshare --net``) that has nothing but a loopback interface. Where that is
 not possible, it measures Fetlock alone.
 
 Usage: ``.venv/bin/python bench/mwl_bench.py [--items 10000] [--runs 30]``

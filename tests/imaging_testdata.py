@@ -219,7 +219,7 @@ def bulk_worklist(
     """Insert one scheduled order per start time, cycling through ``horses``.
 
     Rows are written directly (no audit event, no billing charge) so that tests
-    and benchmarks can fill a worklist with thousands of items quickly; the
+    and benchmarks can fill a worklist with thousands of items quickly. The
     identifiers come from the same counters and formats as ``create_order``.
     """
     from pydicom.uid import generate_uid

@@ -173,7 +173,8 @@ def test_worklist_item_carries_equine_patient(
     registration = ds.BreedRegistrationSequence[0]
     assert registration.BreedRegistrationNumber == "DE 331310412514"
     registry = registration.BreedRegistryCodeSequence[0]
-    assert registry.CodeValue and registry.CodingSchemeDesignator
+    assert registry.CodeValue
+    assert registry.CodingSchemeDesignator
     assert registry.CodeMeaning == "Hanoverian Society"
     other_ids = {
         item.IssuerOfPatientID: item.PatientID for item in ds.OtherPatientIDsSequence

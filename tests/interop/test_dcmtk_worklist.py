@@ -43,7 +43,7 @@ pytestmark = [
 # DCMTK tools wait for a full TCP segment otherwise.
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 
-# Keys a DR console typically asks for, with SPS keys in the sequence item.
+# Keys a DR console typically requests, with SPS keys in the sequence item.
 WORKLIST_KEYS = (
     "SpecificCharacterSet",
     "PatientName",

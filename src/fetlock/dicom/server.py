@@ -13,7 +13,7 @@ provides one or more SCP roles and exposes two functions:
 
 A handler finds the calling AE's configuration (character set, worklist
 filter) with ``context.peer_for(event.assoc)``. The association policy is
-applied here, before any module sees a request: a calling AE title that is not
+applied here, before any module receives a request: a calling AE title that is not
 a configured, active remote modality is rejected with A-ASSOCIATE-RJ (rejected
 permanent, "calling AE title not recognised") unless ``dicom_allow_any_ae`` is
 set. To add a service, write such a module and add its name to

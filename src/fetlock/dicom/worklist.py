@@ -1,6 +1,6 @@
 """Modality Worklist Information Model - FIND SCP (PS3.4 Annex K).
 
-A C-FIND request is answered in four steps:
+The SCP handles a C-FIND request in four steps:
 
 1. Parse the identifier into (keyword, VR, value) triples and check every
    date and time value; a malformed one ends the request with status A900
@@ -383,7 +383,7 @@ def _failure(status: int, comment: str, tag: int | None = None) -> Dataset:
 def handle_find(
     context: ScpContext, event: evt.Event
 ) -> Iterator[tuple[int | Dataset, Dataset | None]]:
-    """Answer one MWL C-FIND request (see the module docstring for the steps)."""
+    """Handle one MWL C-FIND request (see the module docstring for the steps)."""
     ae_title = calling_ae_title(event.assoc)
     peer = context.peer_for(event.assoc)
 

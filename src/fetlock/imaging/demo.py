@@ -2,7 +2,7 @@
 
 Runs after the practice demo. A DR plate (``DR_STALL1``) and an ultrasound
 (``US_VET1``) are configured on loopback, and orders are scheduled for today on
-both, so a modality (or ``findscu -W``) sees a worklist at once.
+both, so a modality (or ``findscu -W``) finds a worklist at once.
 """
 
 from __future__ import annotations

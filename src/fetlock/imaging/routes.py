@@ -53,7 +53,7 @@ from fetlock.web.templating import render
 
 router = APIRouter()
 
-# Who may do what; administrators pass every check.
+# Roles admitted to each kind of act; administrators pass every check.
 READERS = (Role.VETERINARIAN, Role.RADIOLOGIST, Role.TECHNICIAN, Role.RECEPTION)
 ORDERERS = (Role.VETERINARIAN, Role.TECHNICIAN, Role.RECEPTION)
 
@@ -157,7 +157,7 @@ def orders_section(
     principal: Principal = Depends(can_read),
     db_session: Session = Depends(get_db_session),
 ) -> Response:
-    """The chart's imaging section: orders with status, accession and views."""
+    """Render the chart's imaging section: orders with status, accession, views."""
     horse = practice.get_horse(db_session, horse_id)
     orders = service.orders_for_horse(db_session, horse.id)
     return render(
@@ -212,7 +212,7 @@ def order_form(
     db_session: Session = Depends(get_db_session),
     settings: Settings = Depends(get_settings),
 ) -> Response:
-    """The "Order study" form, with the chosen procedure's views pre-ticked."""
+    """Render the "Order study" form with the chosen procedure's views ticked."""
     horse = practice.get_horse(db_session, horse_id)
     procedures = service.list_procedures(db_session)
     chosen = (
@@ -332,7 +332,7 @@ def order_page(
     db_session: Session = Depends(get_db_session),
     settings: Settings = Depends(get_settings),
 ) -> Response:
-    """One order: identifiers, views, worklist step, MPPS; edit and cancel."""
+    """Render one order (identifiers, views, step, MPPS) with edit and cancel."""
     order = service.get_order(db_session, order_id)
     horse = practice.get_horse(db_session, order.horse_id)
     values: dict[str, Any] = {

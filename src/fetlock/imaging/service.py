@@ -334,9 +334,10 @@ def resolve_views(
 ) -> list[ViewSpec]:
     """Turn requested view codes into views, or the standard set when None.
 
-    A code is accepted when it is in the procedure's set (for the order's limb)
-    or, as an extra view, when its projection is in the set of any active
-    procedure of the same modality and it names a limb wherever that set does.
+    A code is accepted when it is in the procedure's set, for the order's limb.
+    It is also accepted as an extra view when its projection is in the set of
+    any active procedure of the same modality and it names a limb wherever
+    that set does.
     """
     if codes is None:
         return standard_views(procedure, limb)
@@ -647,8 +648,8 @@ def create_order(
     """Create an order with its identifiers, views and worklist step.
 
     The Accession Number, Requested Procedure ID, Scheduled Procedure Step ID
-    and Study Instance UID are allocated here, once; the order's charge is
-    posted through the billing hook in the same transaction.
+    and Study Instance UID are allocated here, once. The billing hook posts the
+    order's charge in the same transaction.
     """
     horse = practice.get_horse(db_session, horse_id)
 
@@ -967,7 +968,7 @@ class PatientRecord:
 class WorklistRecord:
     """One worklist item (a scheduled step with its order) as plain values.
 
-    ``views`` holds (code, description) pairs in order.
+    ``views`` contains (code, description) pairs in order.
     """
 
     order_id: int
