@@ -158,6 +158,23 @@ def _json_response(
     return response
 
 
+def _locate(
+    db_session: Session,
+    study: str,
+    series: str | None = None,
+    instance: str | None = None,
+) -> list[wado.Located]:
+    """Find the instances, then end the transaction before any slow work.
+
+    On SQLite every transaction holds the write lock (BEGIN IMMEDIATE), so a
+    rendering or a long download must not keep one open while modalities
+    store images.
+    """
+    located = wado.find_instances(db_session, study, series, instance)
+    db_session.commit()
+    return located
+
+
 def _audit_view(
     db_session: Session,
     principal: Principal,
@@ -177,6 +194,7 @@ def _audit_view(
             "instances": len(located),
         },
     )
+    db_session.commit()
 
 
 # -- QIDO-RS ------------------------------------------------------------------
@@ -215,6 +233,7 @@ def _search(
         )
     except qido.QueryError as exc:
         raise DomainError(str(exc), field=exc.field, value=exc.value) from exc
+    db_session.commit()
     return _json_response(result.datasets, result.warnings)
 
 
@@ -345,7 +364,7 @@ def retrieve_study(
     db_session: Session = Depends(get_db_session),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
-    located = wado.find_instances(db_session, study)
+    located = _locate(db_session, study)
     return _retrieve(request, db_session, blobs, principal, located)
 
 
@@ -358,7 +377,7 @@ def retrieve_series(
     db_session: Session = Depends(get_db_session),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
-    located = wado.find_instances(db_session, study, series)
+    located = _locate(db_session, study, series)
     return _retrieve(request, db_session, blobs, principal, located)
 
 
@@ -375,7 +394,7 @@ def retrieve_instance(
     db_session: Session = Depends(get_db_session),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
-    located = wado.find_instances(db_session, study, series, instance)
+    located = _locate(db_session, study, series, instance)
     return _retrieve(request, db_session, blobs, principal, located)
 
 
@@ -402,6 +421,7 @@ def _metadata(
         )
     if audited:
         _audit_view(db_session, principal, "imaging.study.viewed", located)
+    db_session.commit()
     base = base_url(request)
     datasets = [
         wado.instance_metadata(
@@ -420,7 +440,7 @@ def study_metadata(
     db_session: Session = Depends(get_db_session),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
-    located = wado.find_instances(db_session, study)
+    located = _locate(db_session, study)
     return _metadata(request, db_session, blobs, principal, located, audited=True)
 
 
@@ -438,7 +458,7 @@ def series_metadata(
 ) -> Response:
     # Viewers fetch every series of a study one by one: audit the study
     # once, at its first series, rather than at each.
-    located = wado.find_instances(db_session, study, series)
+    located = _locate(db_session, study, series)
     first = _first_series_id(db_session, located[0].study.id)
     audited = first == located[0].series.id
     return _metadata(request, db_session, blobs, principal, located, audited)
@@ -466,7 +486,7 @@ def instance_metadata(
     db_session: Session = Depends(get_db_session),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
-    located = wado.find_instances(db_session, study, series, instance)
+    located = _locate(db_session, study, series, instance)
     return _metadata(request, db_session, blobs, principal, located, audited=False)
 
 
@@ -487,7 +507,7 @@ def retrieve_frames(
     db_session: Session = Depends(get_db_session),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
-    row = wado.find_instances(db_session, study, series, instance)[0].instance
+    row = _locate(db_session, study, series, instance)[0].instance
     if not row.is_image:
         raise NotFound(
             f"instance {instance} has no pixel data, so no frames; retrieve the "
@@ -497,15 +517,19 @@ def retrieve_frames(
         )
     numbers = wado.parse_frame_list(frames, row.number_of_frames)
     syntax = row.transfer_syntax_uid
-    choice = wado.choose_frame_representation(
-        parse_accept(request.headers.get("accept")), syntax
-    )
-    part_syntax = syntax if choice.stored else ExplicitVRLittleEndian
-    content_type = wado.part_content_type(choice.media_type, part_syntax)
     key = row.blob_key
+    choice = wado.choose_frame_representation(
+        parse_accept(request.headers.get("accept")),
+        syntax,
+        transcodable=wado.can_transcode_to_jpeg_ls(blobs, key, syntax),
+    )
+    part_syntax = choice.part_syntax(syntax)
+    content_type = wado.part_content_type(choice.media_type, part_syntax)
 
     def parts() -> Iterator[OutgoingPart]:
-        for data in wado.iter_frames(blobs, key, numbers, stored=choice.stored):
+        for data in wado.iter_frames(
+            blobs, key, numbers, stored=choice.stored, transcode=choice.transcode
+        ):
             yield OutgoingPart(content_type, [data], content_length=len(data))
 
     boundary = new_boundary()
@@ -531,7 +555,7 @@ def retrieve_bulkdata(
     db_session: Session = Depends(get_db_session),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
-    row = wado.find_instances(db_session, study, series, instance)[0].instance
+    row = _locate(db_session, study, series, instance)[0].instance
     try:
         number = int(tag, 16) if len(tag) == 8 else -1
     except ValueError:
@@ -682,7 +706,7 @@ def rendered_study(
     db_session: Session = Depends(get_db_session),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
-    located = wado.find_instances(db_session, study)
+    located = _locate(db_session, study)
     return _rendered_parts(request, blobs, [row.instance for row in located])
 
 
@@ -697,7 +721,7 @@ def rendered_series(
     db_session: Session = Depends(get_db_session),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
-    located = wado.find_instances(db_session, study, series)
+    located = _locate(db_session, study, series)
     return _rendered_parts(request, blobs, [row.instance for row in located])
 
 
@@ -714,7 +738,7 @@ def rendered_instance(
     db_session: Session = Depends(get_db_session),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
-    row = wado.find_instances(db_session, study, series, instance)[0].instance
+    row = _locate(db_session, study, series, instance)[0].instance
     fmt = _image_format(request)
     data = _render(
         blobs, row, 0, fmt, _window(request), _viewport(request, row.rows, row.columns)
@@ -736,7 +760,7 @@ def rendered_frame(
     db_session: Session = Depends(get_db_session),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
-    row = wado.find_instances(db_session, study, series, instance)[0].instance
+    row = _locate(db_session, study, series, instance)[0].instance
     (number,) = _single_frame(frame, row.number_of_frames)
     fmt = _image_format(request)
     data = _render(
@@ -801,7 +825,7 @@ def study_thumbnail(
     db_session: Session = Depends(get_db_session),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
-    located = wado.find_instances(db_session, study)
+    located = _locate(db_session, study)
     chart = located[0].study
     chosen = _representative(located).instance
     if chart.thumbnail_sop_instance_uid:
@@ -828,7 +852,7 @@ def series_thumbnail(
     db_session: Session = Depends(get_db_session),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
-    located = wado.find_instances(db_session, study, series)
+    located = _locate(db_session, study, series)
     return _thumbnail(request, blobs, study, _representative(located).instance)
 
 
@@ -845,7 +869,7 @@ def instance_thumbnail(
     db_session: Session = Depends(get_db_session),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
-    row = wado.find_instances(db_session, study, series, instance)[0].instance
+    row = _locate(db_session, study, series, instance)[0].instance
     return _thumbnail(request, blobs, study, row)
 
 
@@ -863,7 +887,7 @@ def frame_thumbnail(
     db_session: Session = Depends(get_db_session),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
-    row = wado.find_instances(db_session, study, series, instance)[0].instance
+    row = _locate(db_session, study, series, instance)[0].instance
     (number,) = _single_frame(frame, row.number_of_frames)
     fmt = _image_format(request)
     size = _viewport(request, row.rows, row.columns) or THUMBNAIL_SIZE
