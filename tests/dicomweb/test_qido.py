@@ -213,3 +213,18 @@ class TestErrors:
             ),
         )
         assert response.status_code == 406
+
+
+def test_ohif_study_list_query(archive: Archive) -> None:
+    # The request OHIF's study list sends (its default QIDO parameters).
+    results = search(
+        archive,
+        STUDIES,
+        limit=101,
+        offset=0,
+        fuzzymatching="false",
+        includefield="00081030,00080060",
+        StudyDate="20000101-20991231",
+    )
+    assert len(results) == 2
+    assert values(results, "00080060") == ["CR", "DX"]  # from each first instance
