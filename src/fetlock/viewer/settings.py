@@ -34,9 +34,11 @@ DEFAULT_WEASIS_TEMPLATE = (
     "+-r+%22studyUID%3D{StudyInstanceUID}%22"
 )
 
-# Ask WADO-RS for frames in their stored form, compressed or not
-# (PS3.18 8.7.3.5.2: transfer-syntax=*). The browser decodes them.
+# Ask WADO-RS (PS3.18 8.7.3.5) for uncompressed frames as JPEG-LS lossless,
+# and for compressed ones in their stored form (transfer-syntax=*). Either
+# way the browser decodes them exactly, and no raw pixels cross the network.
 DEFAULT_FRAME_ACCEPT = (
+    'multipart/related; type="image/jls"; transfer-syntax=1.2.840.10008.1.2.4.80, '
     'multipart/related; type="application/octet-stream"; transfer-syntax=*'
 )
 

@@ -1,0 +1,119 @@
+"""Frames travel compressed and come back exact, as the viewer asks for them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import jpeg_ls
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, generate_uid
+from tests.viewer.studydata import ACTOR, StudyStore, cat_radiograph, radiograph_copy
+
+from fetlock.auth.models import Role
+from fetlock.config import Settings
+from fetlock.db.session import Database
+from fetlock.practice import service as practice
+from fetlock.viewer.settings import DEFAULT_FRAME_ACCEPT
+
+SIDE = 256
+
+
+def _parts(response) -> list[tuple[str, bytes]]:  # type: ignore[no-untyped-def]
+    """(Content-Type, body) of each part of a multipart/related response."""
+    boundary = re.search(r'boundary="?([^";]+)', response.headers["content-type"])
+    assert boundary, response.headers["content-type"]
+    delimiter = b"--" + boundary.group(1).encode()
+    parts = []
+    for chunk in response.content.split(delimiter)[1:-1]:
+        head, _, body = chunk.strip(b"\r\n").partition(b"\r\n\r\n")
+        headers = dict(
+            line.split(": ", 1) for line in head.decode().split("\r\n") if line
+        )
+        parts.append((headers["Content-Type"], body))
+    return parts
+
+
+@pytest.fixture
+def stored(settings: Settings, database: Database, database_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Two copies of a 256 x 256 radiograph crop: uncompressed and JPEG 2000."""
+    with database.session() as db_session:
+        horse = practice.create_horse(db_session, ACTOR, barn_name="Hazel")
+        db_session.expunge(horse)
+    store = StudyStore(database_url, settings.data_dir)
+    result = {}
+    for form in ("native", "j2k"):
+        path = radiograph_copy(
+            cat_radiograph(),
+            tmp_path / f"{form}.dcm",
+            horse,
+            study_uid=generate_uid(),
+            series_uid=generate_uid(),
+            study_date="20250101",
+            description="Foot",
+            body_part="HOOF",
+            view="LF-LM",
+            instance_number=1,
+            crop=(SIDE, SIDE),
+        )
+        if form == "j2k":
+            ds = pydicom.dcmread(path)
+            ds.compress(JPEG2000Lossless)
+            ds.save_as(path, enforce_file_format=True)
+        store.store([path], horse)
+        result[form] = pydicom.dcmread(path)
+    store.close()
+    return result
+
+
+def _frame_url(ds: pydicom.Dataset) -> str:
+    return (
+        f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+        f"/instances/{ds.SOPInstanceUID}/frames/1"
+    )
+
+
+def test_native_frame__sent_as_jpeg_ls_lossless_and_decodes_exactly(
+    login_as, stored
+) -> None:
+    vet = login_as(Role.VETERINARIAN)
+    ds = stored["native"]
+    response = vet.get(_frame_url(ds), headers={"Accept": DEFAULT_FRAME_ACCEPT})
+    assert response.status_code == 200, response.text
+    ((content_type, body),) = _parts(response)
+    assert content_type == f"image/jls; transfer-syntax={JPEGLSLossless}"
+    raw_size = SIDE * SIDE * 2
+    assert len(body) < 0.8 * raw_size
+
+    # CharLS, the codec the viewer runs as WebAssembly, reads it back exactly.
+    decoded = jpeg_ls.decode(np.frombuffer(body, dtype=np.uint8))
+    np.testing.assert_array_equal(decoded, ds.pixel_array)
+
+
+def test_jpeg_2000_frame__stored_bytes_passed_through(login_as, stored) -> None:
+    vet = login_as(Role.VETERINARIAN)
+    ds = stored["j2k"]
+    response = vet.get(_frame_url(ds), headers={"Accept": DEFAULT_FRAME_ACCEPT})
+    assert response.status_code == 200, response.text
+    ((content_type, body),) = _parts(response)
+    assert (
+        content_type == f"application/octet-stream; transfer-syntax={JPEG2000Lossless}"
+    )
+    stored_frame = pydicom.encaps.get_frame(ds.PixelData, 0, number_of_frames=1)
+    assert body == stored_frame
+
+
+def test_native_frame__raw_when_client_does_not_ask_for_jpeg_ls(
+    login_as, stored
+) -> None:
+    vet = login_as(Role.VETERINARIAN)
+    ds = stored["native"]
+    response = vet.get(
+        _frame_url(ds),
+        headers={"Accept": 'multipart/related; type="application/octet-stream"'},
+    )
+    ((content_type, body),) = _parts(response)
+    assert content_type.startswith("application/octet-stream; transfer-syntax=")
+    assert body == ds.pixel_array.astype("<u2").tobytes()
