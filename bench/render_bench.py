@@ -1,9 +1,9 @@
 """Thumbnail rendering time and memory on real files of each kind.
 
 For each file the script renders a 256-pixel thumbnail ``--runs`` times and
-prints the median and slowest wall time, then renders once more under
-``tracemalloc`` and prints the peak of Python-traced memory (NumPy arrays
-included; the codecs' own C buffers are not traced). The files are the
+prints the median and slowest wall time. It then renders once more under
+``tracemalloc`` and prints the peak of Python-traced memory. That includes
+NumPy arrays but not the codecs' own C buffers. The files are the
 public test sets installed with the dev extras: a DX radiograph (deid-data),
 JPEG 2000 radiographs and ultrasound (pydicom-data), and two cines.
 

@@ -85,6 +85,8 @@ def write_instance(
 ) -> SampleInstance:
     """Copy a test file into `study` with fresh UIDs; pixel data untouched."""
     ds = pydicom.dcmread(sample_path(source))
+
+    # New identity: this study, this series, a fresh SOP Instance UID.
     sop_uid = generate_uid()
     ds.StudyInstanceUID = study.study_uid
     ds.SeriesInstanceUID = series_uid
@@ -99,6 +101,7 @@ def write_instance(
     ds.SeriesNumber = series_number
     ds.InstanceNumber = instance_number
     ds.SpecificCharacterSet = "ISO_IR 192"
+
     path = directory / f"{sop_uid}.dcm"
     ds.save_as(path, enforce_file_format=True)
     instance = SampleInstance(

@@ -197,7 +197,7 @@ def test_study_path_mismatch_is_a900(
     assert first(response.json(), "00081190").endswith(f"/studies/{mine.study_uid}")
 
 
-def test_identical_resend_succeeds_with_a_warning(
+def test_identical_resend_succeeds(
     client: TestClient, technician: str, sample_studies: list[SampleStudy]
 ) -> None:
     instance = sample_studies[1].instances[0]
@@ -206,7 +206,8 @@ def test_identical_resend_succeeds_with_a_warning(
 
     assert again.status_code == 200
     (item,) = sequence(again.json(), "00081199")
-    assert first(item, "00081196") == 0xB000
+    assert first(item, "00081155") == instance.sop_uid
+    assert "00081198" not in again.json()
 
 
 def test_different_object_with_a_taken_uid_fails(

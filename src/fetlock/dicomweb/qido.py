@@ -87,7 +87,7 @@ Manufacturer = 0x00080070
 PerformedProcedureStepStartDate = 0x00400244
 PerformedProcedureStepStartTime = 0x00400245
 
-# Attributes each level returns by default (PS3.18 Tables 10.6.3-3 to -5).
+# Attributes each level returns by default (PS3.18 10.6.3).
 STUDY_DEFAULTS = (
     StudyDate,
     StudyTime,

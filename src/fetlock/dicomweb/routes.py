@@ -143,7 +143,7 @@ def _blobs(settings: Settings = Depends(get_settings)) -> BlobStore:
 
 
 def _warning_headers(messages: Iterable[str]) -> list[tuple[str, str]]:
-    """PS3.18 8.10.3: one ``Warning: 299 <host>: "<text>"`` per message."""
+    """RFC 7234 5.5: one ``Warning: 299 <host>: "<text>"`` per message."""
     return [
         ("Warning", f'299 fetlock: "{m.replace(chr(34), chr(39))}"') for m in messages
     ]
@@ -606,7 +606,7 @@ def _image_format(request: Request) -> ImageType:
 
 
 def _window(request: Request) -> Window | None:
-    """Parse ``window=center,width[,function]`` (PS3.18 8.3.5.1.4)."""
+    """Parse ``window=center,width[,function]`` (PS3.18 8.3.5, rendered resources)."""
     text = request.query_params.get("window")
     if not text:
         return None
@@ -681,7 +681,7 @@ def _render(
 def _rendered_parts(
     request: Request, blobs: BlobStore, rows: list[Instance]
 ) -> Response:
-    """Rendered study or series: one image part per instance (PS3.18 10.4.1.1.3)."""
+    """Rendered study or series: one image part per instance (PS3.18 10.4)."""
     fmt = _image_format(request)
     window = _window(request)
     keys = [(r, _viewport(request, r.rows, r.columns)) for r in rows]

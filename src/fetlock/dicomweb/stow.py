@@ -2,8 +2,8 @@
 
 Each spooled part goes through ``imaging.ingest.store_instance``, the same
 path as C-STORE, in its own transaction, so one bad part never undoes the
-others. The response is the Store Instances Response Module (PS3.18 Table
-10.5.3-1): (0008,1199) Referenced SOP Sequence for what was stored, with a
+others. The response is the Store Instances Response Module (PS3.18
+10.5.3): (0008,1199) Referenced SOP Sequence for what was stored, with a
 RetrieveURL each, and (0008,1198) Failed SOP Sequence with a Failure Reason
 for what was not.
 """
@@ -34,18 +34,15 @@ ReferencedSOPSequence = 0x00081199
 ReferencedSOPClassUID = 0x00081150
 ReferencedSOPInstanceUID = 0x00081155
 FailureReason = 0x00081197
-WarningReason = 0x00081196
 
-# Failure Reason values (PS3.18 Table 10.5.3-3 uses the Storage statuses of
-# PS3.4 Annex B.2.3 and the general codes of PS3.7 C.4).
+# Failure Reason values: the Storage statuses of PS3.4 Annex B.2.3 and the
+# general processing failure of PS3.7 C.4. Ingest's own reasons come with
+# their status (``RejectReason.dimse_status``).
 PROCESSING_FAILURE = 0x0110
 CANNOT_UNDERSTAND = 0xC000
 DATA_SET_DOES_NOT_MATCH = 0xA900
 OUT_OF_RESOURCES = 0xA700
 
-# Warning Reason for an identical object sent again (PS3.18 Table 10.5.3-2,
-# "Coercion of data elements" is the only other one, never used here).
-DUPLICATE_WARNING = 0xB000
 
 DICOM_MEDIA_TYPE = "application/dicom"
 
@@ -62,7 +59,6 @@ class PartOutcome:
     retrieve_url: str | None = None
     failure_reason: int | None = None
     message: str | None = None
-    duplicate: bool = False
 
 
 @dataclass
@@ -244,7 +240,6 @@ def _outcome(
         sop_instance_uid=result.sop_instance_uid,
         study_instance_uid=result.study_instance_uid,
         retrieve_url=url,
-        duplicate=result.status == "duplicate",
     )
 
 
@@ -253,7 +248,6 @@ def _referenced_item(outcome: PartOutcome) -> JsonDataset:
         attribute(ReferencedSOPClassUID, outcome.sop_class_uid, "UI"),
         attribute(ReferencedSOPInstanceUID, outcome.sop_instance_uid, "UI"),
         attribute(RetrieveURL, outcome.retrieve_url, "UR"),
-        attribute(WarningReason, DUPLICATE_WARNING, "US") if outcome.duplicate else {},
     )
 
 
