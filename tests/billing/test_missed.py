@@ -50,7 +50,8 @@ def test_nothing_is_listed_when_everything_is_charged(
     order = place_order(syndicate.visit, make_procedure(db_session), STANDARD)
     store_study(db_session, horse_id=syndicate.horse.id, order_id=order.id, images=4)
     report = _report(db_session)
-    assert report.items == [] and report.total == 0
+    assert report.items == []
+    assert report.total == 0
 
 
 def test_reversed_order_with_images_is_listed_and_recharged(

@@ -92,7 +92,8 @@ def test_issue_then_change_is_refused_naming_the_invoice(
     assert number in changed.json()["detail"]
     assert changed.json()["errors"][0]["value"] == number
     again = vet.post(f"/api/v1/invoices/{invoice_id}/issue")
-    assert again.status_code == 409 and number in again.json()["detail"]
+    assert again.status_code == 409
+    assert number in again.json()["detail"]
 
 
 def test_draft_lines_cannot_be_edited(seeded: Seeded, login_as: Login) -> None:
@@ -102,7 +103,8 @@ def test_draft_lines_cannot_be_edited(seeded: Seeded, login_as: Login) -> None:
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "total"
     ok = vet.patch(f"/api/v1/invoices/{invoice_id}", json={"notes": "Pay by BACS"})
-    assert ok.status_code == 200 and ok.json()["notes"] == "Pay by BACS"
+    assert ok.status_code == 200
+    assert ok.json()["notes"] == "Pay by BACS"
 
 
 def test_pay_void_and_credit_note_need_reception(
@@ -128,7 +130,8 @@ def test_pay_void_and_credit_note_need_reception(
     assert note.json()["total"] == -first["lines"][1]["total"]
 
     void = reception.post(f"/api/v1/invoices/{second['id']}/void", json={"reason": ""})
-    assert void.status_code == 422 and void.json()["errors"][0]["field"] == "reason"
+    assert void.status_code == 422
+    assert void.json()["errors"][0]["field"] == "reason"
     void = reception.post(
         f"/api/v1/invoices/{second['id']}/void", json={"reason": "wrong owner"}
     )
@@ -165,7 +168,8 @@ def test_fee_schedule_crud_and_bad_values(login_as: Login) -> None:
     assert vet.get("/api/v1/fees/RAD-NECK").json()["unit_price"] == 14000
 
     missing = reception.patch("/api/v1/fees/RAD-NOPE", json={"unit_price": 1})
-    assert missing.status_code == 404 and "'RAD-NOPE'" in missing.json()["detail"]
+    assert missing.status_code == 404
+    assert "'RAD-NOPE'" in missing.json()["detail"]
     duplicate = reception.post("/api/v1/fees", json=created.json())
     assert duplicate.status_code == 409
     bad_code = reception.post(
@@ -237,7 +241,9 @@ def test_billing_section_lists_charges_and_issue_buttons(
     html = vet.get(f"/horses/{seeded.horse_id}/billing-section").text
     assert html.count('class="issue"') == 3
     assert "Radiography: fetlock series" in html
-    assert "50%" in html and "30%" in html and "20%" in html
+    assert "50%" in html
+    assert "30%" in html
+    assert "20%" in html
 
     tech = login_as(Role.TECHNICIAN)
     hidden = tech.get(f"/horses/{seeded.horse_id}/billing-section")
@@ -253,7 +259,8 @@ def test_billing_section_lists_charges_and_issue_buttons(
     assert issued.status_code == 303
     assert issued.headers["location"] == f"/horses/{seeded.horse_id}"
     html = vet.get(f"/horses/{seeded.horse_id}/billing-section").text
-    assert html.count('class="issue"') == 2 and "INV-" in html
+    assert html.count('class="issue"') == 2
+    assert "INV-" in html
 
 
 def test_pages_render(seeded: Seeded, login_as: Login) -> None:
@@ -281,12 +288,14 @@ def test_missed_charge_api_needs_reception_and_a_valid_range(
     assert vet.get(url).status_code == 403
     report = reception.get(url)
     assert report.status_code == 200
-    assert report.json()["total"] == 0 and report.json()["currency"] == "GBP"
+    assert report.json()["total"] == 0
+    assert report.json()["currency"] == "GBP"
     backwards = reception.get(f"{url}?from=2026-02-01&to=2026-01-01")
     assert backwards.status_code == 422
     assert backwards.json()["errors"][0]["field"] == "to"
     garbage = reception.get(f"{url}?from=yesterday")
-    assert garbage.status_code == 422 and "from" in garbage.json()["detail"]
+    assert garbage.status_code == 422
+    assert "from" in garbage.json()["detail"]
 
 
 def test_missed_charge_page_charges_a_study_in_one_click(
@@ -319,4 +328,5 @@ def test_missed_charge_page_charges_a_study_in_one_click(
         "/billing/missed-charges/charge",
         data={"action": "charge_study", "target": str(study_id)},
     )
-    assert again.status_code == 409 and "charged already" in again.text
+    assert again.status_code == 409
+    assert "charged already" in again.text

@@ -178,7 +178,8 @@ def test_syndicate_horse_order_cancel_and_missed_charge(
         report = missed.missed_charges(db_session, today, today, settings=settings)
         assert [i.category for i in report.items] == ["unbilled_study"]
         item = report.items[0]
-        assert item.blocked is not None and "reconciliation" in item.blocked
+        assert item.blocked is not None
+        assert "reconciliation" in item.blocked
         rad_gen = fees.get_fee(db_session, "RAD-GEN")
         assert item.estimated_value == rad_gen.unit_price + rad_gen.view_price
         assert report.total == item.estimated_value

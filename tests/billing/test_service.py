@@ -149,7 +149,8 @@ def test_cancel_after_images_keeps_the_charge_and_needs_a_reason(
     hooks.on_order_cancelled(db_session, order, syndicate.actor)
     assert len(service.active_charges(db_session, order_id=order.id)) == 2
     kept = _actions(db_session, "charge.keep")
-    assert len(kept) == 1 and "withdrew consent" in kept[0].detail
+    assert len(kept) == 1
+    assert "withdrew consent" in kept[0].detail
 
 
 def test_waiver_cancels_the_charge_with_an_audited_reason(
@@ -339,7 +340,8 @@ def test_issue_numbers_and_freezes_an_invoice(
     service.issue_invoice(db_session, syndicate.actor, second)
 
     assert (first.number, second.number) == ("INV-000001", "INV-000002")
-    assert first.status == InvoiceStatus.ISSUED and first.issued_at is not None
+    assert first.status == InvoiceStatus.ISSUED
+    assert first.issued_at is not None
     with pytest.raises(Conflict, match="INV-000001 is issued and cannot be changed"):
         service.update_draft(db_session, syndicate.actor, first, notes="edited")
     with pytest.raises(Conflict, match="only a draft can be issued"):
@@ -387,7 +389,8 @@ def test_pay_void_and_credit_note(
         reason="views line billed in error",
         line_ids=[owner_a.lines[1].id],
     )
-    assert note.kind == InvoiceKind.CREDIT_NOTE and note.number == "CN-000001"
+    assert note.kind == InvoiceKind.CREDIT_NOTE
+    assert note.number == "CN-000001"
     assert note.total == -owner_a.lines[1].total
     assert note.credit_for_id == owner_a.id
     with pytest.raises(Conflict, match="already credited"):
@@ -405,4 +408,43 @@ def test_pay_void_and_credit_note(
     redrafted = [
         d for d in _drafts(db_session, syndicate) if d.client_id == owner_b.client_id
     ]
-    assert len(redrafted) == 1 and redrafted[0].total == owner_b.total
+    assert len(redrafted) == 1
+    assert redrafted[0].total == owner_b.total
+
+
+def test_code_that_changes_an_issued_invoice_is_stopped_at_flush(
+    db_session: Session, syndicate: Syndicate, place_order: OrderPlacer
+) -> None:
+    place_order(syndicate.visit, make_procedure(db_session), WITH_FLEXED)
+    invoice = _drafts(db_session, syndicate)[0]
+    invoice.notes = "drafts may change"
+    db_session.flush()
+    service.issue_invoice(db_session, syndicate.actor, invoice)
+    db_session.commit()
+
+    invoice.total += 1
+    with pytest.raises(Conflict, match=r"INV-000001 is issued .* \(total\)"):
+        db_session.flush()
+    db_session.rollback()
+
+    invoice = _issued(db_session)
+    invoice.lines[0].amount = 0
+    with pytest.raises(Conflict, match="INV-000001 is issued"):
+        db_session.flush()
+    db_session.rollback()
+
+    invoice = _issued(db_session)
+    db_session.delete(invoice)
+    with pytest.raises(Conflict, match=r"\(delete\)"):
+        db_session.flush()
+    db_session.rollback()
+
+    # Payment is the one change an issued invoice takes.
+    service.pay_invoice(db_session, syndicate.actor, _issued(db_session))
+    assert _issued(db_session).status == InvoiceStatus.PAID
+
+
+def _issued(db_session: Session) -> Invoice:
+    return db_session.execute(
+        select(Invoice).where(Invoice.number == "INV-000001")
+    ).scalar_one()

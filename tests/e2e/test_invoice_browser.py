@@ -59,4 +59,5 @@ def test_reception_issues_an_owner_invoice_from_the_chart(
     href = page.locator("a", has_text="PDF").first.get_attribute("href")
     assert href is not None
     pdf = page.request.get(live_server.url(href))
-    assert pdf.status == 200 and pdf.body().startswith(b"%PDF")
+    assert pdf.status == 200
+    assert pdf.body().startswith(b"%PDF")

@@ -56,7 +56,7 @@ def seed_billing(
     ).scalar_one_or_none()
     if storm is not None and not service.list_charges(db_session, horse_id=storm.id):
         _order_for(db_session, settings, users, storm)
-    _age_invoices(db_session, settings, actor, exclude_horse=storm)
+    _age_invoices(db_session, actor, exclude_horse=storm)
 
 
 def _order_for(
@@ -108,7 +108,6 @@ def _order_for(
 
 def _age_invoices(
     db_session: Session,
-    settings: Settings,
     actor: Actor,
     *,
     exclude_horse: Horse | None,
@@ -130,6 +129,6 @@ def _age_invoices(
     for invoice in list(drafts):
         if exclude_horse is not None and invoice.horse_id == exclude_horse.id:
             continue
-        service.issue_invoice(db_session, actor, invoice, settings=settings)
+        service.issue_invoice(db_session, actor, invoice)
         if invoice.visit.started_at < now - PAY_AFTER:
             service.pay_invoice(db_session, actor, invoice, reference="demo BACS")

@@ -67,10 +67,19 @@ def ensure_fee_schedule(db_session: Session) -> int:
     if present:
         return 0
     now = utcnow()
-    for item in load_fee_data():
+    items = load_fee_data()
+    for item in items:
         db_session.add(FeeItem(**item, created_at=now, updated_at=now))
     db_session.flush()
-    return len(load_fee_data())
+    audit.record(
+        db_session,
+        audit.SYSTEM,
+        "fee.seed",
+        "fee_schedule",
+        FEE_SCHEDULE_FILE.name,
+        detail={"codes": [item["code"] for item in items]},
+    )
+    return len(items)
 
 
 def list_fees(db_session: Session, *, include_inactive: bool = True) -> list[FeeItem]:
@@ -227,7 +236,7 @@ def get_setting(db_session: Session, name: str) -> str:
 
 
 def extra_views_policy(db_session: Session) -> ExtraViewsPolicy:
-    """Whether views received beyond the order are charged or flagged."""
+    """Return whether views received beyond the order are charged or flagged."""
     return ExtraViewsPolicy(get_setting(db_session, EXTRA_VIEWS_POLICY))
 
 

@@ -330,10 +330,9 @@ def api_invoice_issue(
     invoice_id: int,
     principal: Principal = Depends(can_issue),
     db_session: Session = Depends(get_db_session),
-    settings: Settings = Depends(get_settings),
 ) -> InvoiceOut:
     invoice = service.get_invoice(db_session, invoice_id)
-    service.issue_invoice(db_session, principal.actor, invoice, settings=settings)
+    service.issue_invoice(db_session, principal.actor, invoice)
     return _invoice_out(invoice)
 
 
@@ -675,12 +674,11 @@ def invoice_issue_form(
     principal: Principal = Depends(can_issue),
     form: FormData = Depends(form_data),
     db_session: Session = Depends(get_db_session),
-    settings: Settings = Depends(get_settings),
 ) -> Response:
     back = _safe_next(form.get("next"), f"/invoices/{invoice_id}")
     try:
         invoice = service.get_invoice(db_session, invoice_id)
-        service.issue_invoice(db_session, principal.actor, invoice, settings=settings)
+        service.issue_invoice(db_session, principal.actor, invoice)
     except DomainError as exc:
         return _action_failed(request, principal, db_session, exc, back)
     return RedirectResponse(back, status_code=303)

@@ -1,8 +1,8 @@
 """Charges and invoices: post, reverse and waive charges; split and invoice them.
 
 Every function takes the caller's ``db_session`` and leaves committing to the
-caller, so a charge and the order change that caused it share one transaction:
-if anything fails (an unknown fee code, owners' shares that do not add up to
+caller, so a charge and the order change that caused it share one transaction.
+If anything fails (an unknown fee code, owners' shares that do not add up to
 100 %), nothing of it is saved.
 
 Splitting is per charge line: each line's amount and tax are split between the
@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import event, exists, inspect, or_, select
 from sqlalchemy.orm import Session
 
 from fetlock.audit import service as audit
@@ -85,7 +85,7 @@ def tax_on(amount: int, rate: int) -> int:
 
 
 def local_date(moment: dt.datetime, settings: Settings | None = None) -> dt.date:
-    """The calendar date of ``moment`` in the practice's time zone."""
+    """Return the calendar date of ``moment`` in the practice's time zone."""
     return moment.astimezone(_settings(settings).zone).date()
 
 
@@ -236,7 +236,7 @@ def credit_charge(
 
 
 def credit_of(db_session: Session, charge: Charge) -> Charge | None:
-    """The reversal or waiver line cancelling ``charge``, if any."""
+    """Return the reversal or waiver line that cancels ``charge``, if any."""
     return db_session.execute(
         select(Charge).where(Charge.reverses_id == charge.id)
     ).scalar_one_or_none()
@@ -297,7 +297,7 @@ def get_charge(db_session: Session, charge_id: int) -> Charge:
 def order_service_date(
     order: ImagingOrder, settings: Settings | None = None
 ) -> dt.date:
-    """The date an order's service is performed: its scheduled start, locally."""
+    """Return the service date of an order: its scheduled start's local date."""
     return local_date(order.scheduled_start or order.created_at or utcnow(), settings)
 
 
@@ -313,10 +313,11 @@ class ViewPrice:
 def view_price(
     db_session: Session, procedure: Procedure, base: FeeItem
 ) -> ViewPrice | None:
-    """How a view beyond the procedure's standard set is priced, if at all.
+    """Return the price of a view beyond the procedure's standard set.
 
-    The base item's own ``view_price`` when above zero; else the unit price of
-    the catalog's ``per_view_fee_code``; else None (extra views are free).
+    That is the base item's own ``view_price`` when above zero, else the unit
+    price of the catalog's ``per_view_fee_code``. None means extra views are
+    free.
     """
     per_view = None
     if procedure.per_view_fee_code:
@@ -338,7 +339,7 @@ def standard_view_count(procedure: Procedure) -> int:
 
 
 def order_lines(db_session: Session, order: ImagingOrder) -> list[LineSpec]:
-    """The lines an order is charged: the base fee, then any views beyond the
+    """Return an order's charge lines: the base fee, then views beyond the
     standard set."""
     procedure = order.procedure
     base = fees.fee_for_charge(
@@ -565,9 +566,9 @@ def waive_order(
 class ViewCount:
     """Views ordered, images received and views charged beyond the order.
 
-    ``one_image_per_view`` is False for modalities such as ultrasound, where
-    the image count says nothing about the views (zones) examined; no extra
-    views are then counted.
+    ``one_image_per_view`` is False for modalities such as ultrasound, because
+    there the image count does not measure the views (zones) examined, so no
+    extra views are counted.
     """
 
     ordered: int
@@ -597,7 +598,7 @@ def view_count(db_session: Session, order: ImagingOrder) -> ViewCount:
 def extra_view_line(
     db_session: Session, order: ImagingOrder, quantity: int
 ) -> LineSpec | None:
-    """The line for ``quantity`` views received beyond the order, if priced."""
+    """Return the line for ``quantity`` views beyond the order, or None if free."""
     base = fees.fee_for_charge(
         db_session, order.procedure.fee_code, field="procedure.fee_code"
     )
@@ -653,7 +654,7 @@ def study_received(
 
     A study with no order waits on the missed-charge report. For an order
     whose charge is live, views beyond those ordered are charged at once or
-    left for review, as the practice's ``extra_views_policy`` says.
+    left for review, following the practice's ``extra_views_policy``.
     """
     if study.order_id is None:
         return None
@@ -701,10 +702,10 @@ def _visit(db_session: Session, visit_id: int) -> Visit:
 def billing_owners(
     db_session: Session, horse: Horse, day: dt.date
 ) -> list[tuple[Client, int]]:
-    """The owners of ``horse`` on ``day``, checked to add up to 100 %.
+    """Return the owners of ``horse`` on ``day``, checked to add up to 100 %.
 
-    An empty list means no owner is recorded; the charges then wait,
-    uninvoiced, until one is. Shares that do not add up raise a 422.
+    An empty list means no owner is recorded, so the charges wait uninvoiced
+    until one is. Shares that do not add up raise a 422 ``DomainError``.
     """
     owners = owners_on(db_session, horse, day)
     if not owners:
@@ -909,8 +910,8 @@ def sync_visit_invoices(
             db_session.flush()
         result.append(invoice)
 
-    # Drafts of owners with nothing left to bill (for example after a change
-    # of ownership) go; a draft has no number, so nothing is lost.
+    # Delete the drafts of owners with nothing left to bill (for example after
+    # a change of ownership). A draft has no number yet, so no gap appears.
     for invoice in drafts.values():
         audit.record(
             db_session,
@@ -924,6 +925,68 @@ def sync_visit_invoices(
         db_session.delete(invoice)
     db_session.flush()
     return result
+
+
+# --------------------------------------------------------------------------
+# Issued invoices never change
+# --------------------------------------------------------------------------
+
+# Columns fixed once an invoice is issued. Only the payment and void columns
+# (status, paid_at, payment_reference, voided_at, void_reason, updated_at)
+# change after issue.
+FROZEN_INVOICE_FIELDS = (
+    "number",
+    "kind",
+    "visit_id",
+    "horse_id",
+    "client_id",
+    "credit_for_id",
+    "currency",
+    "subtotal",
+    "tax_total",
+    "total",
+    "notes",
+    "issued_at",
+    "issued_by_id",
+)
+
+
+def _status_before(invoice: Invoice) -> str:
+    history = inspect(invoice).attrs.status.history
+    return str(history.deleted[0]) if history.deleted else invoice.status
+
+
+@event.listens_for(Session, "before_flush")
+def _keep_issued_invoices_frozen(
+    db_session: Session, _context: object, _instances: object
+) -> None:
+    """Refuse, at flush, any change to an issued invoice or to its lines.
+
+    The service never makes such a change; this catches code that would.
+    """
+    for obj in list(db_session.dirty) + list(db_session.deleted):
+        if isinstance(obj, Invoice) and _status_before(obj) != InvoiceStatus.DRAFT:
+            state = inspect(obj)
+            changed = [
+                name
+                for name in FROZEN_INVOICE_FIELDS
+                if state.attrs[name].history.has_changes()
+            ]
+            if changed or obj in db_session.deleted:
+                raise refuse_change(obj, ", ".join(changed) or "delete")
+        if isinstance(obj, InvoiceLine):
+            invoice = obj.invoice
+            if invoice is not None and _status_before(invoice) != InvoiceStatus.DRAFT:
+                raise refuse_change(invoice, f"line {obj.id}")
+    for obj in db_session.new:
+        if isinstance(obj, InvoiceLine):
+            invoice = obj.invoice
+            if (
+                invoice is not None
+                and invoice not in db_session.new
+                and _status_before(invoice) != InvoiceStatus.DRAFT
+            ):
+                raise refuse_change(invoice, "new line")
 
 
 # --------------------------------------------------------------------------
@@ -963,7 +1026,7 @@ def refuse_change(invoice: Invoice, what: str) -> Conflict:
 def update_draft(
     db_session: Session, actor: audit.Actor, invoice: Invoice, *, notes: str | None
 ) -> Invoice:
-    """Change a draft's notes; any other invoice answers 409."""
+    """Change a draft's notes; raise 409 ``Conflict`` for any other invoice."""
     _lock(db_session, invoice)
     if invoice.status != InvoiceStatus.DRAFT:
         raise refuse_change(invoice, "notes")
@@ -986,11 +1049,10 @@ def issue_invoice(
     db_session: Session,
     actor: audit.Actor,
     invoice: Invoice,
-    *,
-    settings: Settings | None = None,
 ) -> Invoice:
     """Number a draft and freeze it. A draft with a negative total issues as a
     credit note."""
+    # Only a draft with lines can be issued.
     _lock(db_session, invoice)
     if invoice.status != InvoiceStatus.DRAFT:
         raise Conflict(
@@ -1004,6 +1066,8 @@ def issue_invoice(
             field="invoice",
             value=invoice.label,
         )
+
+    # Allocate the number; a rolled-back issue never uses it.
     if invoice.total < 0:
         invoice.kind = InvoiceKind.CREDIT_NOTE.value
         number = CREDIT_NOTE_NUMBER_FORMAT.format(
@@ -1011,6 +1075,8 @@ def issue_invoice(
         )
     else:
         number = INVOICE_NUMBER_FORMAT.format(next_value(db_session, INVOICE_COUNTER))
+
+    # Freeze it: from here on the flush guard rejects any change but payment.
     now = utcnow()
     invoice.number = number
     invoice.status = InvoiceStatus.ISSUED.value
@@ -1091,6 +1157,7 @@ def void_invoice(
     settings: Settings | None = None,
 ) -> Invoice:
     """Void an issued, unpaid invoice; its charges go back on a draft."""
+    # Only an issued, unpaid invoice without credit notes can be voided.
     _lock(db_session, invoice)
     reason = reason.strip()
     if not reason:
@@ -1113,6 +1180,8 @@ def void_invoice(
             field="invoice",
             value=invoice.label,
         )
+
+    # Void it, then put its charges back on a draft for the owner.
     now = utcnow()
     invoice.status = InvoiceStatus.VOID.value
     invoice.voided_at = now
@@ -1314,7 +1383,7 @@ def list_charges(
 
 
 def visits_with_billing(db_session: Session, horse_id: int) -> list[Visit]:
-    """The horse's visits that have charges or invoices, newest first."""
+    """Return the horse's visits that have charges or invoices, newest first."""
     return list(
         db_session.execute(
             select(Visit)
@@ -1343,7 +1412,7 @@ TITLES = {
 def invoice_document(
     db_session: Session, invoice: Invoice, *, settings: Settings | None = None
 ) -> InvoiceDocument:
-    """The plain values printed on ``invoice``'s PDF."""
+    """Collect the plain values printed on ``invoice``'s PDF."""
     settings = _settings(settings)
     client = invoice.client
     horse = invoice.horse
@@ -1353,6 +1422,8 @@ def invoice_document(
         (kind, InvoiceStatus(invoice.status)),
         "Credit note" if kind == InvoiceKind.CREDIT_NOTE else "Invoice",
     )
+
+    # The client's postal address, skipping empty parts.
     address = [
         line
         for line in (
@@ -1364,6 +1435,7 @@ def invoice_document(
         )
         if line
     ]
+
     remarks = _remarks(db_session, invoice, settings)
     # NOTE: the practice's own name comes from a ``practice_name`` setting once
     # one exists; until then the product name heads the page.
@@ -1436,5 +1508,5 @@ def _remarks(db_session: Session, invoice: Invoice, settings: Settings) -> list[
 def invoice_pdf(
     db_session: Session, invoice: Invoice, *, settings: Settings | None = None
 ) -> bytes:
-    """The PDF of ``invoice``, rendered afresh (an issued one never changes)."""
+    """Render the PDF of ``invoice`` (afresh each time; an issued one is fixed)."""
     return render_invoice_pdf(invoice_document(db_session, invoice, settings=settings))

@@ -4,8 +4,9 @@
 no database): who issues it, whom it bills, the horse and visit, one row per
 line with the whole charge beside the owner's share of it, and the totals.
 Text is set in DejaVu Sans when Debian's ``fonts-dejavu-core`` is installed,
-so every name prints as written; otherwise in the PDF core font Helvetica,
-with characters outside Latin-1 reduced to their base letter or ``?``.
+so every name prints as written. Without it the PDF core font Helvetica is
+used, and characters outside Latin-1 are reduced to their base letter or
+``?``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def format_money(minor_units: int, currency: str) -> str:
 
 
 def format_share(share: int) -> str:
-    """A share in hundredths of a percent: ``3333`` is ``33.33 %``."""
+    """Format a share in hundredths of a percent: ``3333`` is ``33.33 %``."""
     whole, frac = divmod(share, 100)
     return f"{whole} %" if frac == 0 else f"{whole}.{frac:02d} %"
 
