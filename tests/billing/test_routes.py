@@ -330,3 +330,79 @@ def test_missed_charge_page_charges_a_study_in_one_click(
     )
     assert again.status_code == 409
     assert "charged already" in again.text
+
+
+@pytest.fixture
+def ordering(database: Database) -> tuple[int, int]:
+    """The syndicate horse, the seed catalog, a DX station and a mystery procedure.
+
+    Return ``(horse id, id of a procedure whose fee code is not in the fee
+    schedule)``.
+    """
+    from fetlock.auth.service import create_user
+    from fetlock.imaging import service as imaging
+    from fetlock.imaging.models import RemoteAE
+
+    with database.session() as db_session:
+        vet: User = create_user(
+            db_session,
+            username="catalog-vet",
+            full_name="Dr Catalog",
+            role=Role.VETERINARIAN,
+            password="correct-horse-battery",
+        )
+        syndicate = build_syndicate(db_session, vet)
+        imaging.ensure_catalog(db_session)
+        db_session.add(
+            RemoteAE(ae_title="STALLDR", host="127.0.0.1", port=104, modality="DX")
+        )
+        mystery = make_procedure(db_session, "MYSTERY", "RAD-UNICORN")
+        return syndicate.horse.id, mystery.id
+
+
+def test_order_through_the_imaging_api_is_invoiced_and_credited(
+    ordering: tuple[int, int], login_as: Login
+) -> None:
+    horse_id, _ = ordering
+    vet = login_as(Role.VETERINARIAN)
+    created = vet.post(
+        f"/api/v1/horses/{horse_id}/orders",
+        json={"procedure_code": "RAD-STIFLE", "limb": "LH"},
+    )
+    assert created.status_code == 201, created.text
+    order_id = created.json()["id"]
+
+    invoices = vet.get(f"/api/v1/invoices?order={order_id}").json()
+    charges = vet.get(f"/api/v1/charges?order={order_id}").json()
+    assert [i["lines"][0]["share"] for i in invoices] == [5000, 3000, 2000]
+    assert sum(i["total"] for i in invoices) == sum(c["total"] for c in charges)
+    assert sum(c["total"] for c in charges) == 13200  # 110.00 + 20 % tax
+
+    cancelled = vet.post(
+        f"/api/v1/orders/{order_id}/cancel", json={"reason": "owner postponed"}
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    charges = vet.get(f"/api/v1/charges?order={order_id}").json()
+    assert [c["kind"] for c in charges] == ["procedure", "reversal"]
+    invoices = vet.get(f"/api/v1/invoices?order={order_id}").json()
+    assert [i["total"] for i in invoices] == [0, 0, 0]
+
+
+def test_order_with_an_unknown_fee_code_is_not_saved(
+    ordering: tuple[int, int], login_as: Login, database: Database
+) -> None:
+    from fetlock.imaging.models import ImagingOrder
+
+    horse_id, _ = ordering
+    vet = login_as(Role.VETERINARIAN)
+    orders_before = _count(database, ImagingOrder)
+    response = vet.post(
+        f"/api/v1/horses/{horse_id}/orders",
+        json={"procedure_code": "MYSTERY", "limb": "LF"},
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "procedure.fee_code"
+    assert response.json()["errors"][0]["value"] == "RAD-UNICORN"
+    assert "not in the fee schedule" in response.json()["detail"]
+    assert _count(database, ImagingOrder) == orders_before
+    assert _count(database, Charge) == 0

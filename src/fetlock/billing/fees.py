@@ -66,6 +66,9 @@ def ensure_fee_schedule(db_session: Session) -> int:
     present = db_session.execute(select(func.count(FeeItem.id))).scalar_one()
     if present:
         return 0
+    # NOTE: two transactions seeding an empty schedule at the same moment on
+    # PostgreSQL collide on the unique code, and the later one fails once;
+    # this can only happen on a brand-new database.
     now = utcnow()
     items = load_fee_data()
     for item in items:
