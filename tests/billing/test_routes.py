@@ -406,3 +406,39 @@ def test_order_with_an_unknown_fee_code_is_not_saved(
     assert "not in the fee schedule" in response.json()["detail"]
     assert _count(database, ImagingOrder) == orders_before
     assert _count(database, Charge) == 0
+
+
+def test_order_for_shares_not_adding_up_is_not_saved(
+    ordering: tuple[int, int], login_as: Login, database: Database
+) -> None:
+    import datetime as dt
+
+    from fetlock.imaging.models import ImagingOrder
+    from fetlock.practice.models import Client, Ownership
+
+    horse_id, _ = ordering
+    with database.session() as db_session:
+        # Written behind the practice service's back: 50 + 30 + 20 + 5 = 105 %.
+        extra = Client(kind="person", family_name="Doyle")
+        db_session.add(extra)
+        db_session.flush()
+        db_session.add(
+            Ownership(
+                horse_id=horse_id,
+                client_id=extra.id,
+                share=500,
+                effective_from=dt.date(2021, 6, 1),
+            )
+        )
+    vet = login_as(Role.VETERINARIAN)
+    orders_before = _count(database, ImagingOrder)
+    response = vet.post(
+        f"/api/v1/horses/{horse_id}/orders",
+        json={"procedure_code": "RAD-STIFLE", "limb": "LH"},
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "ownership.share"
+    assert response.json()["errors"][0]["value"] == "105 %"
+    assert "not 100 %" in response.json()["detail"]
+    assert _count(database, ImagingOrder) == orders_before
+    assert _count(database, Charge) == 0
