@@ -19,7 +19,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -43,6 +43,7 @@ from fetlock.dicomweb.multipart import (
 )
 from fetlock.imaging.jobs import THUMBNAIL_SIZE, thumbnail_blob_key
 from fetlock.imaging.rendering import (
+    VIDEO_TRANSFER_SYNTAXES,
     RenderError,
     Window,
     render_frame,
@@ -517,6 +518,14 @@ def retrieve_frames(
         )
     numbers = wado.parse_frame_list(frames, row.number_of_frames)
     syntax = row.transfer_syntax_uid
+    if syntax in VIDEO_TRANSFER_SYNTAXES:
+        raise wado.NotAcceptable(
+            f"instance {instance} is a video ({UID(syntax).name}), which has no "
+            "separate frames; retrieve the instance for the stream as stored, or "
+            "/rendered for its first frame",
+            field="frames",
+            value=frames,
+        )
     key = row.blob_key
     choice = wado.choose_frame_representation(
         parse_accept(request.headers.get("accept")),
@@ -526,10 +535,27 @@ def retrieve_frames(
     part_syntax = choice.part_syntax(syntax)
     content_type = wado.part_content_type(choice.media_type, part_syntax)
 
+    # Get the first frame before the response starts, so that pixel data
+    #   that cannot be decoded gives a status instead of a cut-off body.
+    frame_data = wado.iter_frames(
+        blobs, key, numbers, stored=choice.stored, transcode=choice.transcode
+    )
+    try:
+        first = next(frame_data)
+    except (RenderError, ValueError) as exc:
+        logger.warning("frames of SOP Instance %s failed: %s", instance, exc)
+        raise wado.NotAcceptable(
+            f"frame {numbers[0]} of instance {instance} cannot be sent as "
+            f"{choice.media_type} ({exc}); accept "
+            '\'multipart/related; type="application/octet-stream"; '
+            "transfer-syntax=*' for the stored bytes, or use /rendered",
+            field="frames",
+            value=frames,
+        ) from exc
+
     def parts() -> Iterator[OutgoingPart]:
-        for data in wado.iter_frames(
-            blobs, key, numbers, stored=choice.stored, transcode=choice.transcode
-        ):
+        yield OutgoingPart(content_type, [first], content_length=len(first))
+        for data in frame_data:
             yield OutgoingPart(content_type, [data], content_length=len(data))
 
     boundary = new_boundary()
