@@ -3,14 +3,13 @@
 Runs after the other domains' demo data. Storm, the syndicate horse (50/30/20),
 must show charges from imaging orders and three draft invoices on its chart;
 when no demo order has charged Storm, a fetlock series is ordered for Storm's
-current admission through the imaging service. Drafts of visits more than a
-week old are issued, and those more than three weeks old paid, so the client
-invoice pages show every state.
+current admission through the imaging service. A few other horses' drafts
+are issued, and some of those paid, so the chart and client invoice pages
+show every state.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 
 from sqlalchemy import select
@@ -19,16 +18,20 @@ from sqlalchemy.orm import Session
 from fetlock.audit.service import Actor
 from fetlock.auth.models import User
 from fetlock.billing import fees, service
-from fetlock.billing.models import Invoice, InvoiceStatus
+from fetlock.billing.models import InvoiceStatus
 from fetlock.config import Settings
-from fetlock.db.base import utcnow
-from fetlock.practice.models import Horse, Visit
+from fetlock.practice.models import Horse
 
 logger = logging.getLogger(__name__)
 
 SYNDICATE_HORSE = "Storm"
-ISSUE_AFTER = dt.timedelta(days=7)
-PAY_AFTER = dt.timedelta(days=21)
+# Horses whose drafts the demo issues, and whether it also records payment.
+INVOICE_STATES = (
+    ("Duke", InvoiceStatus.PAID),
+    ("Archie", InvoiceStatus.PAID),
+    ("Marcel", InvoiceStatus.ISSUED),
+    ("Odin", InvoiceStatus.ISSUED),
+)
 
 # The series ordered for Storm when no other demo order charged it; one view
 # beyond the standard set shows a per-view line.
@@ -56,7 +59,7 @@ def seed_billing(
     ).scalar_one_or_none()
     if storm is not None and not service.list_charges(db_session, horse_id=storm.id):
         _order_for(db_session, settings, users, storm)
-    _age_invoices(db_session, actor, exclude_horse=storm)
+    _advance_invoices(db_session, actor)
 
 
 def _order_for(
@@ -106,29 +109,18 @@ def _order_for(
     logger.info("demo imaging order placed for %s", horse.barn_name)
 
 
-def _age_invoices(
-    db_session: Session,
-    actor: Actor,
-    *,
-    exclude_horse: Horse | None,
-) -> None:
-    now = utcnow()
-    drafts = (
-        db_session.execute(
-            select(Invoice)
-            .join(Visit, Visit.id == Invoice.visit_id)
-            .where(
-                Invoice.status == InvoiceStatus.DRAFT,
-                Visit.started_at < now - ISSUE_AFTER,
-            )
-            .order_by(Invoice.id)
-        )
-        .unique()
-        .scalars()
-    )
-    for invoice in list(drafts):
-        if exclude_horse is not None and invoice.horse_id == exclude_horse.id:
+def _advance_invoices(db_session: Session, actor: Actor) -> None:
+    for barn_name, state in INVOICE_STATES:
+        horse = db_session.execute(
+            select(Horse).where(Horse.barn_name == barn_name)
+        ).scalar_one_or_none()
+        if horse is None:
+            logger.warning("demo invoices of %s skipped: no such horse", barn_name)
             continue
-        service.issue_invoice(db_session, actor, invoice)
-        if invoice.visit.started_at < now - PAY_AFTER:
-            service.pay_invoice(db_session, actor, invoice, reference="demo BACS")
+        drafts = service.list_invoices(
+            db_session, horse_id=horse.id, status=InvoiceStatus.DRAFT.value
+        )
+        for invoice in drafts:
+            service.issue_invoice(db_session, actor, invoice)
+            if state == InvoiceStatus.PAID:
+                service.pay_invoice(db_session, actor, invoice, reference="demo BACS")
