@@ -372,7 +372,10 @@ def seed(database: Database, reports: int) -> dict[str, list[int]]:
             distinct: set[str] = set()
             for piece in search.report_texts(report, synonyms):
                 distinct.update(_words(piece))
-            tokens.extend({"token": t, "report_id": report_id} for t in distinct)
+            tokens.extend(
+                {"token": t, "report_id": report_id, "signed_at": signed_at}
+                for t in distinct
+            )
         with engine.begin() as conn:
             conn.execute(insert(Study), studies)
             conn.execute(insert(Report), rows)

@@ -267,14 +267,24 @@ class ReportKeyImage(Base):
 
 
 class ReportSearchToken(Base):
-    """One normalised word of a signed report; the findings search index."""
+    """One normalised word of a current signed report; the findings search index.
+
+    The primary key ``(report_id, token)`` answers "does this report have a
+    word starting so"; the ``(token, signed_at, report_id)`` index answers
+    "which reports have it, newest first" without reading the reports.
+    ``signed_at`` is copied from the report for that reason.
+    """
 
     __tablename__ = "report_search_token"
-
-    token: Mapped[str] = mapped_column(String(TOKEN_MAX), primary_key=True)
-    report_id: Mapped[int] = mapped_column(
-        ForeignKey("report.id", ondelete="CASCADE"), primary_key=True, index=True
+    __table_args__ = (
+        Index("ix_report_search_token_token", "token", "signed_at", "report_id"),
     )
+
+    report_id: Mapped[int] = mapped_column(
+        ForeignKey("report.id", ondelete="CASCADE"), primary_key=True
+    )
+    token: Mapped[str] = mapped_column(String(TOKEN_MAX), primary_key=True)
+    signed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
 class ReadingClaim(Base):

@@ -22,9 +22,10 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import and_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, exists, func, select
+from sqlalchemy.orm import Session, aliased, defer
 
 from fetlock.auth.models import User
 from fetlock.imaging.study_models import Study
@@ -142,10 +143,24 @@ def index_report(db_session: Session, report: Report) -> int:
     ).delete(synchronize_session=False)
     keys = {("structure", f.structure_key) for f in report.findings}
     keys |= {("finding", f.finding_key) for f in report.findings}
+    if report.signed_at is None or report.superseded_by_id is not None:
+        db_session.flush()
+        return 0
     found = tokens(report_texts(report, synonyms(db_session, keys)))
-    db_session.add_all(ReportSearchToken(token=t, report_id=report.id) for t in found)
+    db_session.add_all(
+        ReportSearchToken(token=t, report_id=report.id, signed_at=report.signed_at)
+        for t in found
+    )
     db_session.flush()
     return len(found)
+
+
+def unindex_report(db_session: Session, report_id: int) -> None:
+    """Remove a report's words, when an amendment replaces it."""
+    db_session.query(ReportSearchToken).filter(
+        ReportSearchToken.report_id == report_id
+    ).delete(synchronize_session=False)
+    db_session.flush()
 
 
 @dataclass
@@ -202,57 +217,137 @@ def _zone_bounds(query: SearchQuery, zone: dt.tzinfo) -> tuple[dt.datetime | Non
     return start, end
 
 
-def _conditions(query: SearchQuery, zone: dt.tzinfo) -> list[object]:
-    conditions: list[object] = [
-        Report.status == ReportStatus.FINAL,
-        Report.superseded_by_id.is_(None),
-    ]
+def _word_range(table: Any, word: str) -> Any:
+    """``token`` starts with ``word``, as a range on the index."""
+    upper = prefix_upper_bound(word)
+    condition = table.token >= word
+    if upper is not None:
+        condition = and_(condition, table.token < upper)
+    return condition
 
-    # Free text: every query word must prefix some indexed word.
-    for word in dict.fromkeys(words(query.text)):
-        upper = prefix_upper_bound(word)
-        matches = ReportSearchToken.token >= word
-        if upper is not None:
-            matches = and_(matches, ReportSearchToken.token < upper)
-        conditions.append(
-            Report.id.in_(select(ReportSearchToken.report_id).where(matches))
-        )
 
-    # Coded filters apply to one and the same finding.
-    finding_filters = []
+def _word_counts(db_session: Session, query_words: list[str]) -> list[tuple[int, str]]:
+    """Each word with the number of index entries it matches, fewest first."""
+    counted = []
+    for word in query_words:
+        entries = db_session.execute(
+            select(func.count()).where(_word_range(ReportSearchToken, word))
+        ).scalar_one()
+        counted.append((entries, word))
+    return sorted(counted)
+
+
+def _finding_filters(query: SearchQuery, finding: Any) -> list[Any]:
+    filters = []
     if query.limb:
-        finding_filters.append(ReportFinding.limb == query.limb)
+        filters.append(finding.limb == query.limb)
     if query.region:
-        finding_filters.append(ReportFinding.region_key == query.region)
+        filters.append(finding.region_key == query.region)
     if query.structure:
-        finding_filters.append(ReportFinding.structure_key == query.structure)
+        filters.append(finding.structure_key == query.structure)
     if query.finding:
-        finding_filters.append(ReportFinding.finding_key == query.finding)
+        filters.append(finding.finding_key == query.finding)
     if query.grade_min is not None:
-        finding_filters.append(ReportFinding.grade >= query.grade_min)
-    if finding_filters:
-        conditions.append(
-            Report.id.in_(select(ReportFinding.report_id).where(*finding_filters))
-        )
+        filters.append(finding.grade >= query.grade_min)
+    return filters
 
-    start, end = _zone_bounds(query, zone)
-    if start is not None:
-        conditions.append(Report.signed_at >= start)
-    if end is not None:
-        conditions.append(Report.signed_at < end)
+
+def _report_filters(query: SearchQuery) -> list[Any]:
+    filters = []
     if query.radiologist_id is not None:
-        conditions.append(Report.signed_by_id == query.radiologist_id)
+        filters.append(Report.signed_by_id == query.radiologist_id)
     if query.clinician_id is not None:
-        conditions.append(Report.requesting_clinician_id == query.clinician_id)
+        filters.append(Report.requesting_clinician_id == query.clinician_id)
     if query.horse_id is not None:
-        conditions.append(Report.horse_id == query.horse_id)
+        filters.append(Report.horse_id == query.horse_id)
     if query.modality:
-        conditions.append(Report.modality == query.modality)
-    return conditions
+        filters.append(Report.modality == query.modality)
+    return filters
+
+
+def _matches(db_session: Session, query: SearchQuery, zone: dt.tzinfo) -> Any:
+    """The matching reports' ``(id, signed_at)``, newest first.
+
+    The statement is driven by the most selective part of the query, so the
+    database reads only the candidates it has to:
+
+    - with words, the index entries of the word with the fewest entries;
+      every other word is probed per candidate through the ``(report_id,
+      token)`` primary key, and coded filters through the finding rows of
+      that report. The index holds only current signed reports (an amended
+      version's words are removed when its amendment is signed).
+    - with coded filters and no words, the matching finding rows;
+    - otherwise the reports themselves, newest first.
+    """
+    start, end = _zone_bounds(query, zone)
+    finding = aliased(ReportFinding)
+    finding_filters = _finding_filters(query, finding)
+    report_filters = _report_filters(query)
+    query_words = list(dict.fromkeys(words(query.text)))
+    statement: Any
+    report_id: Any
+    signed_at: Any
+
+    if query_words:
+        driver_word, *others = [w for _, w in _word_counts(db_session, query_words)]
+        t1 = aliased(ReportSearchToken)
+        statement = select(t1.report_id, t1.signed_at).where(
+            _word_range(t1, driver_word)
+        )
+        for word in others:
+            t2 = aliased(ReportSearchToken)
+            statement = statement.where(
+                exists().where(t2.report_id == t1.report_id, _word_range(t2, word))
+            )
+        report_id, signed_at = t1.report_id, t1.signed_at
+        if finding_filters:
+            statement = statement.where(
+                exists().where(finding.report_id == t1.report_id, *finding_filters)
+            )
+        if report_filters:
+            statement = statement.join(Report, Report.id == t1.report_id).where(
+                *report_filters
+            )
+        statement = statement.distinct()
+    elif finding_filters:
+        statement = (
+            select(finding.report_id, Report.signed_at)
+            .join(Report, Report.id == finding.report_id)
+            .where(*finding_filters, *_current(), *report_filters)
+            .distinct()
+        )
+        report_id, signed_at = finding.report_id, Report.signed_at
+    else:
+        statement = select(Report.id, Report.signed_at).where(
+            *_current(), *report_filters
+        )
+        report_id, signed_at = Report.id, Report.signed_at
+
+    if start is not None:
+        statement = statement.where(signed_at >= start)
+    if end is not None:
+        statement = statement.where(signed_at < end)
+    return statement.order_by(signed_at.desc(), report_id.desc())
+
+
+def _ordered_ids(matches: Any) -> Any:
+    """Only the ids of ``matches``, in its order.
+
+    The timestamps stay inside the subquery, so no row pays for converting
+    one; the outer ORDER BY repeats the order, which a subquery's own ORDER
+    BY does not guarantee.
+    """
+    inner = matches.order_by(None).subquery()
+    columns = list(inner.c)
+    return select(columns[0]).order_by(columns[1].desc(), columns[0].desc())
+
+
+def _current() -> list[Any]:
+    return [Report.status == ReportStatus.FINAL, Report.superseded_by_id.is_(None)]
 
 
 def _matching_findings(
-    db_session: Session, report_ids: Sequence[int], query: SearchQuery
+    db_session: Session, report_ids: Sequence[int]
 ) -> dict[int, list[ReportFinding]]:
     if not report_ids:
         return {}
@@ -267,48 +362,43 @@ def _matching_findings(
     return by_report
 
 
-def _hits(
-    db_session: Session, reports: Sequence[Report], query: SearchQuery
-) -> list[SearchHit]:
-    studies = {
-        s.id: s
-        for s in db_session.execute(
-            select(Study).where(Study.id.in_({r.study_id for r in reports}))
-        ).scalars()
-    }
-    horse_ids = {r.horse_id for r in reports if r.horse_id is not None}
-    horses = {
-        h.id: h
-        for h in db_session.execute(
-            select(Horse).where(Horse.id.in_(horse_ids))
-        ).scalars()
-    }
+def _hits(db_session: Session, page_ids: Sequence[int]) -> list[SearchHit]:
+    """Load the page's reports with their study, horse, people and findings."""
+    if not page_ids:
+        return []
+    rows = db_session.execute(
+        select(Report, Study, Horse)
+        .join(Study, Study.id == Report.study_id)
+        .outerjoin(Horse, Horse.id == func.coalesce(Report.horse_id, Study.horse_id))
+        .where(Report.id.in_(page_ids))
+        .options(defer(Report.content_json))
+    ).all()
+    by_id = {report.id: (report, study, horse) for report, study, horse in rows}
     user_ids = {
         uid
-        for r in reports
-        for uid in (r.signed_by_id, r.requesting_clinician_id)
+        for report, _, _ in rows
+        for uid in (report.signed_by_id, report.requesting_clinician_id)
         if uid is not None
     }
     users = {
         u.id: u
         for u in db_session.execute(select(User).where(User.id.in_(user_ids))).scalars()
     }
-    findings = _matching_findings(db_session, [r.id for r in reports], query)
-    return [
-        SearchHit(
-            report=r,
-            horse=horses.get(r.horse_id) if r.horse_id is not None else None,
-            study=studies[r.study_id],
-            radiologist=users.get(r.signed_by_id) if r.signed_by_id else None,
-            clinician=(
-                users.get(r.requesting_clinician_id)
-                if r.requesting_clinician_id
-                else None
-            ),
-            findings=findings.get(r.id, []),
+    findings = _matching_findings(db_session, page_ids)
+    hits = []
+    for report_id in page_ids:
+        report, study, horse = by_id[report_id]
+        hits.append(
+            SearchHit(
+                report=report,
+                horse=horse,
+                study=study,
+                radiologist=users.get(report.signed_by_id or 0),
+                clinician=users.get(report.requesting_clinician_id or 0),
+                findings=findings.get(report_id, []),
+            )
         )
-        for r in reports
-    ]
+    return hits
 
 
 def search(db_session: Session, query: SearchQuery, zone: dt.tzinfo) -> SearchResult:
@@ -322,11 +412,7 @@ def search(db_session: Session, query: SearchQuery, zone: dt.tzinfo) -> SearchRe
     page_size = max(1, min(query.page_size, MAX_PAGE_SIZE))
     page = max(1, query.page)
     offset = (page - 1) * page_size
-    ordered = (
-        select(Report.id)
-        .where(*_conditions(query, zone))  # type: ignore[arg-type]
-        .order_by(Report.signed_at.desc(), Report.id.desc())
-    )
+    ordered = _ordered_ids(_matches(db_session, query, zone))
     window = list(db_session.execute(ordered.limit(COUNT_CAP + 1)).scalars())
     if offset + page_size <= len(window) or len(window) <= COUNT_CAP:
         page_ids = window[offset : offset + page_size]
@@ -334,16 +420,8 @@ def search(db_session: Session, query: SearchQuery, zone: dt.tzinfo) -> SearchRe
         page_ids = list(
             db_session.execute(ordered.limit(page_size).offset(offset)).scalars()
         )
-
-    reports_by_id = {
-        r.id: r
-        for r in db_session.execute(
-            select(Report).where(Report.id.in_(page_ids))
-        ).scalars()
-    }
-    reports = [reports_by_id[i] for i in page_ids]
     return SearchResult(
-        hits=_hits(db_session, reports, query),
+        hits=_hits(db_session, page_ids),
         total=min(len(window), COUNT_CAP),
         total_is_capped=len(window) > COUNT_CAP,
         page=page,
@@ -355,24 +433,10 @@ def export_rows(
     db_session: Session, query: SearchQuery, zone: dt.tzinfo
 ) -> Iterable[SearchHit]:
     """Yield every hit of ``query`` (up to :data:`EXPORT_LIMIT`), in pages."""
-    conditions = _conditions(query, zone)
-    ids = list(
-        db_session.execute(
-            select(Report.id)
-            .where(*conditions)  # type: ignore[arg-type]
-            .order_by(Report.signed_at.desc(), Report.id.desc())
-            .limit(EXPORT_LIMIT)
-        ).scalars()
-    )
+    ordered = _ordered_ids(_matches(db_session, query, zone))
+    ids = list(db_session.execute(ordered.limit(EXPORT_LIMIT)).scalars())
     for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        by_id = {
-            r.id: r
-            for r in db_session.execute(
-                select(Report).where(Report.id.in_(chunk))
-            ).scalars()
-        }
-        yield from _hits(db_session, [by_id[i] for i in chunk], query)
+        yield from _hits(db_session, ids[start : start + 500])
 
 
 def any_text_filter(query: SearchQuery) -> bool:

@@ -869,6 +869,7 @@ def sign_report(
     if report.kind == ReportKind.AMENDMENT and report.supersedes_id is not None:
         previous = get_report(db_session, report.supersedes_id)
         previous.superseded_by_id = report.id
+        search.unindex_report(db_session, previous.id)
     db_session.flush()
 
     search.index_report(db_session, report)
