@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -222,3 +223,24 @@ def test_pages_beyond_the_counted_window(
     third = search.search(db_session, search.SearchQuery(page_size=1, page=3), UTC)
     assert first.total == 1 and first.total_is_capped
     assert [h.report.id for h in third.hits] == [everything.hits[2].report.id]
+
+
+def test_new_synonym_finds_signed_reports_after_reindex(
+    db_session: Session, library: Library, run_jobs: Callable[[], int]
+) -> None:
+    from fetlock.reporting import vocabulary
+    from fetlock.reporting.models import TermKind
+
+    assert _horses(db_session, text="boat bone") == []
+    term = vocabulary.get_term(db_session, TermKind.STRUCTURE, "navicular_bone")
+    assert term is not None
+    vocabulary.update_term(
+        db_session,
+        reader_actor(library.coded.radiologist),
+        term.id,
+        {"synonyms": [*term.synonym_list, "boat bone"]},
+    )
+    db_session.commit()
+    assert run_jobs() >= 1
+    db_session.expire_all()
+    assert _horses(db_session, text="boat bone") == ["Ashgrove"]

@@ -367,3 +367,34 @@ def _with_images(document: ReportDocument, images: list[PdfKeyImage]) -> ReportD
     from dataclasses import replace
 
     return replace(document, key_images=images)
+
+
+# Reports indexed again per transaction by the reindex job.
+REINDEX_BATCH = 500
+
+
+@job(vocabulary.REINDEX_JOB)
+def reindex_term(ctx: JobContext, *, term_id: int) -> None:
+    """Index again the signed reports that use vocabulary term ``term_id``.
+
+    Runs after an admin changed the term's synonyms. Each report's words are
+    rebuilt from its own findings, so running it twice changes nothing.
+    """
+    from fetlock.reporting.models import ReportTerm
+
+    term = ctx.db_session.get(ReportTerm, term_id)
+    if term is None:
+        return
+    report_ids = search.reports_using_term(ctx.db_session, term.kind, term.key)
+    for start in range(0, len(report_ids), REINDEX_BATCH):
+        for report_id in report_ids[start : start + REINDEX_BATCH]:
+            report = ctx.db_session.get(Report, report_id)
+            if report is not None:
+                search.index_report(ctx.db_session, report)
+        ctx.db_session.flush()
+    logger.info(
+        "indexed %d reports again after term %s (%s) changed",
+        len(report_ids),
+        term.key,
+        term.kind,
+    )

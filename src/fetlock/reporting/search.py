@@ -155,6 +155,24 @@ def index_report(db_session: Session, report: Report) -> int:
     return len(found)
 
 
+def reports_using_term(db_session: Session, kind: str, key: str) -> list[int]:
+    """Ids of current signed reports with a finding on vocabulary term ``key``."""
+    column = (
+        ReportFinding.structure_key
+        if kind == "structure"
+        else ReportFinding.finding_key
+    )
+    return list(
+        db_session.execute(
+            select(ReportFinding.report_id)
+            .join(Report, Report.id == ReportFinding.report_id)
+            .where(column == key, *_current())
+            .distinct()
+            .order_by(ReportFinding.report_id)
+        ).scalars()
+    )
+
+
 def unindex_report(db_session: Session, report_id: int) -> None:
     """Remove a report's words, when an amendment replaces it."""
     db_session.query(ReportSearchToken).filter(

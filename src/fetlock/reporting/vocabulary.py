@@ -27,6 +27,8 @@ from fetlock.web.errors import DomainError, NotFound
 
 VOCABULARY_FILE = Path(__file__).with_name("vocabulary.json")
 SCHEMES = ("SCT", "local")
+# Job that indexes again the reports using a term whose synonyms changed.
+REINDEX_JOB = "reporting.reindex_term"
 
 
 @lru_cache
@@ -268,6 +270,7 @@ def update_term(
     merged = {"scheme": term.scheme, "code": term.code, **fields}
     _check_term_fields(merged)
     before = {"display": term.display, "scheme": term.scheme, "code": term.code}
+    before_synonyms = term.synonyms
     if "display" in fields and fields["display"] is not None:
         term.display = str(fields["display"]).strip()
     term.scheme = merged["scheme"]
@@ -278,9 +281,18 @@ def update_term(
         term.regions = " ".join(fields["regions"])
     if fields.get("active") is not None:
         term.active = bool(fields["active"])
+    synonyms_changed = fields.get("synonyms") is not None and (
+        term.synonyms != before_synonyms
+    )
     term.updated_at = utcnow()
     term.updated_by_id = actor.user_id
     db_session.flush()
+    if synonyms_changed:
+        # Signed reports are found by their terms' synonyms too: index them
+        # again, after this commit, in the background.
+        from fetlock.jobs.service import enqueue
+
+        enqueue(db_session, REINDEX_JOB, term_id=term.id)
     audit.record(
         db_session, actor, "report_term.update", "report_term", term.id,
         detail={"before": before, "changed": sorted(fields)},
