@@ -108,7 +108,13 @@ const state = {
   error: null as string | null,
   offline: { status: "not stored", done: 0, total: 0, complete: false },
   keyImages: [] as string[],
+  /** Milliseconds since navigation start at each step of opening a study. */
+  timings: {} as Record<string, number>,
 };
+
+function mark(step: string): void {
+  state.timings[step] = Math.round(performance.now());
+}
 
 // ---------------------------------------------------------------- set-up
 
@@ -370,6 +376,7 @@ function onRendered(pane: Pane): void {
       image.imageQualityStatus === Enums.ImageQualityStatus.FULL_RESOLUTION)
   ) {
     state.firstImageAt = Date.now();
+    mark("firstImage");
     document.dispatchEvent(
       new CustomEvent("fetlock:first-image", { detail: { at: state.firstImageAt, imageId } }),
     );
@@ -1017,6 +1024,10 @@ function showError(error: unknown): void {
 // ---------------------------------------------------------------- test hook
 
 function paneState(pane: Pane) {
+  if (!pane.viewport.getImageData()) {
+    // Nothing shown yet: camera and geometry are not defined.
+    return { imageId: null, rows: null, columns: null, caption: pane.source.caption };
+  }
   const imageId = pane.viewport.getCurrentImageId();
   const image = imageId ? cache.getImage(imageId) : undefined;
   const camera = pane.viewport.getCamera();
@@ -1073,6 +1084,7 @@ const api = {
     measurements: measurementList(),
     offline: { ...state.offline },
     keyImages: [...state.keyImages],
+    timings: { ...state.timings },
   }),
   imageToPage,
   setPrimaryTool,
@@ -1110,6 +1122,7 @@ window.fetlockViewer = api;
 // ---------------------------------------------------------------- start
 
 async function start(): Promise<void> {
+  mark("script");
   const config = readConfig();
   state.config = config;
   const uid = config.study.studyInstanceUID;
@@ -1117,13 +1130,18 @@ async function start(): Promise<void> {
   if (typeof indexedDB !== "undefined") {
     await markViewed(config, uid).catch(() => undefined);
   }
+  // The metadata request runs while Cornerstone starts.
+  const studyLoaded = loadStudy(config.dicomwebRoot, uid);
+  studyLoaded.catch(() => undefined); // awaited below; avoid an unhandled rejection
   await initCornerstone(config);
+  mark("cornerstone");
   buildToolbar();
   wirePriors();
   window.addEventListener("resize", () => state.engine?.resize(true, true));
 
   setStatus("Loading the study…");
-  state.study = await loadStudy(config.dicomwebRoot, uid);
+  state.study = await studyLoaded;
+  mark("metadata");
   if (!state.study.series.length) {
     throw new Error(`study ${uid} has no images that the viewer can show`);
   }
