@@ -1,18 +1,19 @@
 """Findings search across horses: the word index and the query.
 
-Each signed report's findings (limb, structure, finding, their synonyms,
-location and free-text detail), impression and recommendations are folded to
-lower-case ASCII words and stored one row per distinct word in
-``report_search_token``. A query word matches every indexed word it is a
-prefix of, through a range condition (``token >= 'navic' AND token <
-'navid'``) that both SQLite and PostgreSQL answer from the primary-key
-B-tree; words are ANDed. Structured filters (limb, region, finding, grade...)
-read the coded columns of ``report_finding`` and the copied context columns
-of ``report``. The SQL is plain and portable: no FTS5, no tsvector.
+Each current signed report's findings (limb, structure, finding, their
+synonyms, location and free-text detail), impression and recommendations are
+folded to lower-case ASCII words and stored one row per distinct word in
+``report_search_token``. A query word matches every indexed word that starts
+with it, through a range condition (``token >= 'navic' AND token < 'navid'``)
+that SQLite and PostgreSQL both evaluate on a B-tree index. All query words
+must match. Structured filters (limb, region, finding, grade) read the coded
+columns of ``report_finding``, and the people, horse and modality filters
+read the columns copied onto ``report``. The SQL is plain and portable, with
+no FTS5 and no tsvector.
 
-Tokens hold only ``[a-z0-9]``, so their order is the same under the C
-collation and under the usual PostgreSQL locales, and the prefix's upper
-bound computed by :func:`prefix_upper_bound` is right on both.
+Tokens contain only ``[a-z0-9]``, so their order is the same under the C
+collation and under the usual PostgreSQL locales, and the upper bound that
+:func:`prefix_upper_bound` computes is right on both.
 """
 
 from __future__ import annotations
@@ -54,9 +55,9 @@ _SPECIAL_FOLDS = str.maketrans(
     }
 )
 _NON_WORD = re.compile(r"[^a-z0-9]+")
-# Words this short say nothing on their own ("of", "a") and match too much.
+# Words this short carry no meaning on their own ("of", "a") and match too much.
 MIN_TOKEN_LENGTH = 2
-# Results are counted up to this many; the page says "more than" beyond it.
+# Results are counted up to this many, and the page shows "more than" beyond it.
 COUNT_CAP = 1000
 MAX_PAGE_SIZE = 100
 # The CSV export stops after this many rows.
