@@ -5,13 +5,22 @@ must show charges from imaging orders and three draft invoices on its chart;
 when no demo order has charged Storm, a fetlock series is ordered for Storm's
 current admission through the imaging service. A few other horses' drafts
 are issued, and some of those paid, so the chart and client invoice pages
-show every state.
+show every state. Two radiographs taken at a yard with no order are stored
+through ingest; they wait in the reconciliation queue and on the
+missed-charge report until staff attach them to Monty and charge them.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import (
+    DigitalXRayImageStorageForPresentation,
+    ExplicitVRLittleEndian,
+    generate_uid,
+)
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -60,6 +69,7 @@ def seed_billing(
     if storm is not None and not service.list_charges(db_session, horse_id=storm.id):
         _order_for(db_session, settings, users, storm)
     _advance_invoices(db_session, actor)
+    _unscheduled_study(db_session, settings)
 
 
 def _order_for(
@@ -124,3 +134,77 @@ def _advance_invoices(db_session: Session, actor: Actor) -> None:
             service.issue_invoice(db_session, actor, invoice)
             if state == InvoiceStatus.PAID:
                 service.pay_invoice(db_session, actor, invoice, reference="demo BACS")
+
+
+# The horse in the yard radiographs that arrive with no order, and their views.
+UNSCHEDULED_HORSE = "Monty"
+UNSCHEDULED_VIEWS = ("LF LM", "LF DPa")
+
+
+def _unscheduled_study(db_session: Session, settings: Settings) -> None:
+    from fetlock.imaging.ingest import store_instance
+    from fetlock.imaging.study_models import Study
+    from fetlock.storage.local import get_blob_store
+
+    horse = db_session.execute(
+        select(Horse).where(Horse.barn_name == UNSCHEDULED_HORSE)
+    ).scalar_one_or_none()
+    if horse is None:
+        logger.warning("demo unscheduled study skipped: no %s", UNSCHEDULED_HORSE)
+        return
+    study_uid = generate_uid(prefix=settings.uid_root)
+    series_uid = generate_uid(prefix=settings.uid_root)
+    sender = Actor(name="dicom:YARDDR", source_ae_title="YARDDR")
+    study_id = None
+    for number, label in enumerate(UNSCHEDULED_VIEWS, start=1):
+        data = _yard_image(horse, study_uid, series_uid, number, label)
+        result = store_instance(
+            db_session,
+            io.BytesIO(data),
+            blobs=get_blob_store(settings),
+            actor=sender,
+            name=f"demo unscheduled {label}",
+        )
+        study_id = result.study_id
+    if study_id is None or db_session.get(Study, study_id) is None:
+        logger.warning("demo unscheduled study was not stored")
+
+
+def _yard_image(
+    horse: Horse, study_uid: str, series_uid: str, number: int, label: str
+) -> bytes:
+    """A small DX image with no (0008,0050) Accession Number."""
+    from fetlock.reporting.demo import synthetic_radiograph
+
+    sop_uid = generate_uid()
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = DigitalXRayImageStorageForPresentation
+    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SOPClassUID = DigitalXRayImageStorageForPresentation
+    ds.SOPInstanceUID = sop_uid
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.AccessionNumber = ""
+    ds.PatientID = horse.patient_id
+    ds.PatientName = f"Yard^{horse.barn_name}"
+    ds.StudyDescription = "Yard radiographs, no order"
+    ds.Modality = "DX"
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = number
+    ds.AcquisitionDeviceProcessingDescription = label
+    pixels = synthetic_radiograph(9000 + number)
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16
+    ds.BitsStored = 12
+    ds.HighBit = 11
+    ds.PixelRepresentation = 0
+    ds.PresentationIntentType = "FOR PRESENTATION"
+    ds.PixelData = pixels.tobytes()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
