@@ -1,8 +1,8 @@
 """Demo billing: the fee schedule, and invoices in each state.
 
 Runs after the other domains' demo data. Storm, the syndicate horse (50/30/20),
-must show charges from imaging orders and three draft invoices on its chart;
-when no demo order has charged Storm, a fetlock series is ordered for Storm's
+must show charges from imaging orders and three draft invoices on its chart.
+When no demo order has charged Storm, a fetlock series is ordered for Storm's
 current admission through the imaging service. A few other horses' drafts
 are issued, and some of those paid, so the chart and client invoice pages
 show every state. Two radiographs taken at a yard with no order are stored
@@ -173,7 +173,7 @@ def _unscheduled_study(db_session: Session, settings: Settings) -> None:
 def _yard_image(
     horse: Horse, study_uid: str, series_uid: str, number: int, label: str
 ) -> bytes:
-    """A small DX image with no (0008,0050) Accession Number."""
+    """Build a small DX image with no (0008,0050) Accession Number."""
     from fetlock.reporting.demo import synthetic_radiograph
 
     sop_uid = generate_uid()

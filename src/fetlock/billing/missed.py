@@ -125,7 +125,7 @@ def missed_charges(
     *,
     settings: Settings | None = None,
 ) -> MissedChargeReport:
-    """Every leak with its date in ``start``..``end`` (practice dates)."""
+    """List every leak dated ``start`` to ``end`` inclusive (practice dates)."""
     settings = settings or get_settings()
     check_range(start, end)
     report = MissedChargeReport(start, end, settings.currency)
@@ -143,7 +143,7 @@ def missed_charges(
 
 @dataclass(frozen=True)
 class StudyFacts:
-    """What a received study shows: modality, body part, image count."""
+    """A received study's modality, body part and image count."""
 
     modality: str | None
     body_part: str | None
@@ -169,7 +169,7 @@ def study_facts(db_session: Session, study: Study) -> StudyFacts:
 
 
 def study_lines(db_session: Session, study: Study) -> list[LineSpec]:
-    """The lines that would charge a study received with no order.
+    """Return the lines that would charge a study received with no order.
 
     A single active catalog procedure with the study's modality and (0018,0015)
     Body Part Examined prices it as that procedure would be, views beyond its

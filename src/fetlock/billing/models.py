@@ -6,7 +6,7 @@ ownership shares are in hundredths of a percent (2000 is 20 %).
 A ``Charge`` is a line posted to a visit: positive for a service, negative for
 a reversal or a waiver, which points at the line it cancels. Charges are never
 edited or deleted. Each charge is split between the owners in force on its
-service date; an owner's part of it is an ``InvoiceLine`` on that owner's
+service date. An owner's part of it is an ``InvoiceLine`` on that owner's
 invoice for the visit. Draft invoices follow the charges; an issued invoice
 never changes, and is corrected by a credit note.
 """
@@ -26,7 +26,7 @@ FEE_CODE_MAX = 32
 
 
 class ChargeKind(enum.StrEnum):
-    """What a charge line is for."""
+    """The purpose of a charge line."""
 
     PROCEDURE = "procedure"  # an ordered study's base fee
     VIEWS = "views"  # the ordered views
@@ -56,7 +56,7 @@ class InvoiceKind(enum.StrEnum):
 
 
 class ExtraViewsPolicy(enum.StrEnum):
-    """What happens when a study brings more views than were ordered."""
+    """The practice's rule for views received beyond those ordered."""
 
     CHARGE = "charge"  # post an extra-views line at once
     REVIEW = "review"  # list them on the missed-charge report

@@ -307,7 +307,7 @@ def api_invoice_update(
     principal: Principal = Depends(can_issue),
     db_session: Session = Depends(get_db_session),
 ) -> InvoiceOut:
-    """Change a draft's notes. An issued invoice answers 409: credit it instead."""
+    """Change a draft's notes. An issued invoice gets 409: credit it instead."""
     invoice = service.get_invoice(db_session, invoice_id)
     if invoice.status != InvoiceStatus.DRAFT:
         raise service.refuse_change(invoice, ", ".join(sorted(body)) or "nothing")
@@ -546,10 +546,10 @@ def billing_section(
     principal: Principal = Depends(can_load_chart),
     db_session: Session = Depends(get_db_session),
 ) -> Response:
-    """The chart's billing fragment: each visit's charges and owners' invoices.
+    """Render the chart's billing fragment: each visit's charges and invoices.
 
-    Polled every two seconds by the chart, so it is not audited per load;
-    opening an invoice or its PDF is.
+    The chart polls it every two seconds, so a load is not audited. Opening an
+    invoice or its PDF is.
     """
     horse = practice.get_horse(db_session, horse_id)
     allowed = principal.has_role(*BILLING_READERS)
@@ -977,7 +977,7 @@ def missed_charge_form(
     db_session: Session = Depends(get_db_session),
     settings: Settings = Depends(get_settings),
 ) -> Response:
-    """The report's one-click action, whichever kind of leak it charges."""
+    """Run the report's one-click action, whichever kind of leak it charges."""
     back = _safe_next(form.get("next"), "/billing/missed-charges")
     action = str(form.get("action") or "")
     try:

@@ -1,9 +1,9 @@
 """Split an amount of money between owners by the largest-remainder method.
 
 Shares are in hundredths of a percent (``FULL_SHARE`` is 100 %) and amounts in
-integer minor units. Each owner first gets the floor of their exact share; the
-minor units left over go, one each, to the owners with the largest fractional
-remainders. Ties go to the larger share, then to the smaller owner id, so the
+integer minor units. Each owner first gets the floor of their exact share.
+The minor units left over go, one each, to the owners with the largest
+fractional remainders. Ties go to the larger share, then to the smaller owner id, so the
 same input always gives the same result.
 """
 
