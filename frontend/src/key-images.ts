@@ -111,6 +111,8 @@ export async function markKeyImage(
     recommendations: draft.recommendations,
     key_images: keyImages,
   };
+  // NOTE: the API replaces the draft whole, so a report editor open elsewhere
+  // that saves after this overwrites the mark unless it reloads first.
   await jsonOrMessage(
     await fetch(`/api/v1/reports/${draft.id}`, {
       method: "PUT",

@@ -137,6 +137,19 @@ def canvas_stats(page: Page, pane: int = 0) -> dict[str, float]:
     return stats
 
 
+def settled_page_point(page: Page, point: tuple[int, int]) -> tuple[float, float]:
+    """Page coordinates of an image pixel, once the layout has stopped moving."""
+    script = "p => window.fetlockViewer.imageToPage(0, p)"
+    previous = None
+    for _ in range(50):
+        current = tuple(page.evaluate(script, list(point)))
+        if current == previous:
+            return current  # type: ignore[return-value]
+        previous = current
+        page.wait_for_timeout(200)
+    raise AssertionError(f"the image kept moving: last at {previous}")
+
+
 def open_from_chart(
     page: Page, live_server: LiveServer, horse_id: int, uid: str
 ) -> None:
@@ -195,8 +208,8 @@ def test_length_on_calibrated_radiograph_in_millimetres(
     page.get_by_role("button", name="Length").click()
 
     start, end = (600, 900), (2600, 1700)
-    x0, y0 = page.evaluate("p => window.fetlockViewer.imageToPage(0, p)", list(start))
-    x1, y1 = page.evaluate("p => window.fetlockViewer.imageToPage(0, p)", list(end))
+    x0, y0 = settled_page_point(page, start)
+    x1, y1 = settled_page_point(page, end)
     page.mouse.move(x0, y0)
     page.mouse.down()
     page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=4)

@@ -181,7 +181,7 @@ class TestViewerPage:
         assert re.fullmatch(r"/api/v1/studies/\d+/reports", key_images["reportsUrl"])
         assert len(key_images["instanceIds"]) == 2
 
-    def test_open__reception_is_refused(
+    def test_open__reception_is_rejected(
         self, login_as, studies: dict[str, str]
     ) -> None:
         reception = login_as(Role.RECEPTION)
@@ -202,7 +202,7 @@ class TestViewerPage:
         assert response.status_code == 422
         assert "is not a UID" in response.json()["detail"]
 
-    def test_compare__study_of_another_horse_is_refused(
+    def test_compare__study_of_another_horse_is_rejected(
         self, login_as, studies: dict[str, str], store, tmp_path, database
     ) -> None:
         other = _horse(database, "Whisper")

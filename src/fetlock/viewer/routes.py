@@ -2,7 +2,7 @@
 
 ``/viewer/studies/{uid}`` opens one study with its horse and priors (the chart
 links there); ``/sw.js`` is the service worker that keeps opened studies and
-the application shell on the device; ``/api/v1/viewer/...`` answers what the
+the application shell on the device; ``/api/v1/viewer/...`` returns what the
 viewer and API clients need about a study.
 """
 

@@ -29,6 +29,9 @@ EXTERNAL_SCHEMES = ("http", "https", "weasis")
 
 # Weasis' own URI scheme (weasis://?$dicom:rs ...) loading one study from a
 # DICOMweb service; the command is the percent-encoded query.
+# NOTE: Weasis sends no Fetlock session, so the link works only where
+# /dicomweb accepts it, e.g. behind a proxy that authenticates; an API token
+# header (--header) would have to be added to the template by hand.
 DEFAULT_WEASIS_TEMPLATE = (
     "weasis://?%24dicom%3Ars+--url+%22{dicomweb_url}%22"
     "+-r+%22studyUID%3D{StudyInstanceUID}%22"
