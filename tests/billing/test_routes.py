@@ -11,7 +11,7 @@ from pypdf import PdfReader
 from sqlalchemy import func, select
 
 from fetlock.auth.models import Role, User
-from fetlock.billing import service
+from fetlock.billing import charges as charging
 from fetlock.billing.models import Charge
 from fetlock.db.session import Database
 
@@ -215,7 +215,7 @@ def test_waive_needs_reception_and_a_reason(
     assert waived.status_code == 200
     assert [c["kind"] for c in waived.json()] == ["waiver", "waiver"]
     with database.session() as db_session:
-        assert service.active_charges(db_session, order_id=seeded.order_id) == []
+        assert charging.active_charges(db_session, order_id=seeded.order_id) == []
 
 
 def test_invoice_pdf_shows_the_owner_share(seeded: Seeded, login_as: Login) -> None:

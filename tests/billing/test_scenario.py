@@ -20,7 +20,9 @@ from sqlalchemy.orm import Session
 from fetlock.audit.service import Actor
 from fetlock.auth.models import Role, User
 from fetlock.auth.service import create_user
-from fetlock.billing import fees, missed, service
+from fetlock.billing import charges as charging
+from fetlock.billing import fees, missed
+from fetlock.billing import invoices as invoicing
 from fetlock.billing.models import ChargeKind
 from fetlock.config import Settings
 from fetlock.db.session import Database
@@ -116,7 +118,7 @@ def test_syndicate_horse_order_cancel_and_missed_charge(
             ),
             default_clinician_id=vet.id,
         )
-        charges = service.charges_for_order(db_session, order.id)
+        charges = charging.charges_for_order(db_session, order.id)
         assert [(c.fee_code, c.quantity) for c in charges] == [
             ("RAD-FET", 1),
             ("RAD-VIEW", 1),
@@ -126,7 +128,7 @@ def test_syndicate_horse_order_cancel_and_missed_charge(
 
     # Three draft invoices, one per owner, adding up to the charge.
     with database.session() as db_session:
-        drafts = service.drafts_for_visit(db_session, visit_id)
+        drafts = invoicing.drafts_for_visit(db_session, visit_id)
         assert [d.client_id for d in drafts] == owner_ids
         assert [{line.share for line in d.lines} for d in drafts] == [
             {5000},
@@ -147,13 +149,13 @@ def test_syndicate_horse_order_cancel_and_missed_charge(
             default_clinician_id=vet.id,
         )
         imaging.cancel_order(db_session, actor, hock, reason="farrier visit first")
-        hock_lines = service.charges_for_order(db_session, hock.id)
+        hock_lines = charging.charges_for_order(db_session, hock.id)
         assert [c.kind for c in hock_lines] == [
             ChargeKind.PROCEDURE,
             ChargeKind.REVERSAL,
         ]
         assert hock_lines[1].amount == -hock_lines[0].amount
-        drafts = service.drafts_for_visit(db_session, visit_id)
+        drafts = invoicing.drafts_for_visit(db_session, visit_id)
         assert sum(d.total for d in drafts) == charged
         credit_lines = [
             line
@@ -203,6 +205,6 @@ def test_syndicate_horse_order_cancel_and_missed_charge(
         )
         # The study's charge joins the visit of that day and its drafts.
         assert posted[0].visit_id == visit_id
-        drafts = service.drafts_for_visit(db_session, visit_id)
+        drafts = invoicing.drafts_for_visit(db_session, visit_id)
         assert [d.client_id for d in drafts] == owner_ids
         assert sum(d.total for d in drafts) == charged + sum(c.total for c in posted)

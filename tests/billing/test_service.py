@@ -9,7 +9,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from fetlock.audit.models import AuditEvent
+from fetlock.billing import charges as charging
 from fetlock.billing import fees, hooks, service
+from fetlock.billing import invoices as invoicing
 from fetlock.billing.models import (
     Charge,
     ChargeKind,
@@ -49,7 +51,7 @@ def _actions(db_session: Session, action: str) -> list[AuditEvent]:
 
 
 def _drafts(db_session: Session, syndicate: Syndicate) -> list[Invoice]:
-    return service.drafts_for_visit(db_session, syndicate.visit.id)
+    return invoicing.drafts_for_visit(db_session, syndicate.visit.id)
 
 
 def test_order_of_the_standard_set_posts_the_base_fee(
@@ -57,7 +59,7 @@ def test_order_of_the_standard_set_posts_the_base_fee(
 ) -> None:
     order = place_order(syndicate.visit, make_procedure(db_session), STANDARD)
 
-    lines = service.charges_for_order(db_session, order.id)
+    lines = charging.charges_for_order(db_session, order.id)
     assert [(c.kind, c.fee_code, c.quantity, c.amount) for c in lines] == [
         ("procedure", "RAD-FET", 1, RAD_FET_BASE)
     ]
@@ -68,7 +70,7 @@ def test_order_posts_base_and_view_lines_at_once(
 ) -> None:
     order = place_order(syndicate.visit, make_procedure(db_session), WITH_FLEXED)
 
-    lines = service.charges_for_order(db_session, order.id)
+    lines = charging.charges_for_order(db_session, order.id)
     assert [(c.kind, c.fee_code, c.quantity, c.unit_price) for c in lines] == [
         ("procedure", "RAD-FET", 1, RAD_FET_BASE),
         ("views", "RAD-VIEW", 1, RAD_VIEW),
@@ -90,7 +92,7 @@ def test_order_drafts_one_invoice_per_owner_adding_up_to_the_charge(
     procedure = make_procedure(db_session, optional=extra)
     place_order(syndicate.visit, procedure, STANDARD + extra)
 
-    charges = service.charges_for_visit(db_session, syndicate.visit.id)
+    charges = charging.charges_for_visit(db_session, syndicate.visit.id)
     drafts = _drafts(db_session, syndicate)
     assert [d.client_id for d in drafts] == [o.id for o in syndicate.owners]
     assert [d.lines[0].share for d in drafts] == [5000, 3000, 2000]
@@ -119,7 +121,7 @@ def test_cancel_before_images_reverses_with_credit_lines(
     order.cancel_reason = "horse sound on the day"
     hooks.on_order_cancelled(db_session, order, syndicate.actor)
 
-    lines = service.charges_for_order(db_session, order.id)
+    lines = charging.charges_for_order(db_session, order.id)
     credits = [c for c in lines if c.kind == ChargeKind.REVERSAL]
     assert len(credits) == 2
     assert {c.reverses_id for c in credits} == {
@@ -131,7 +133,7 @@ def test_cancel_before_images_reverses_with_credit_lines(
     drafts = _drafts(db_session, syndicate)
     assert [d.total for d in drafts] == [0, 0, 0]
     assert all(len(d.lines) == 4 for d in drafts)
-    assert service.active_charges(db_session, order_id=order.id) == []
+    assert charging.active_charges(db_session, order_id=order.id) == []
 
 
 def test_cancel_after_images_keeps_the_charge_and_needs_a_reason(
@@ -147,7 +149,7 @@ def test_cancel_after_images_keeps_the_charge_and_needs_a_reason(
 
     order.cancel_reason = "owner withdrew consent after acquisition"
     hooks.on_order_cancelled(db_session, order, syndicate.actor)
-    assert len(service.active_charges(db_session, order_id=order.id)) == 2
+    assert len(charging.active_charges(db_session, order_id=order.id)) == 2
     kept = _actions(db_session, "charge.keep")
     assert len(kept) == 1
     assert "withdrew consent" in kept[0].detail
@@ -164,7 +166,7 @@ def test_waiver_cancels_the_charge_with_an_audited_reason(
     )
 
     assert [c.kind for c in credits] == ["waiver", "waiver"]
-    assert sum(c.amount for c in service.charges_for_order(db_session, order.id)) == 0
+    assert sum(c.amount for c in charging.charges_for_order(db_session, order.id)) == 0
     assert len(_actions(db_session, "charge.waiver")) == 2
     with pytest.raises(Conflict, match="no charge left to waive"):
         service.waive_order(db_session, syndicate.actor, order, reason="again")
@@ -183,17 +185,17 @@ def test_editing_views_reverses_the_old_line_and_posts_the_new(
 
     hooks.on_order_edited(db_session, order, syndicate.actor)
 
-    active = service.active_charges(db_session, order_id=order.id)
+    active = charging.active_charges(db_session, order_id=order.id)
     assert [(c.kind, c.quantity) for c in active] == [("procedure", 1), ("views", 1)]
     reversed_ = [
         c
-        for c in service.charges_for_order(db_session, order.id)
+        for c in charging.charges_for_order(db_session, order.id)
         if c.kind == ChargeKind.REVERSAL
     ]
     assert [(c.quantity, c.amount) for c in reversed_] == [(2, -2 * RAD_VIEW)]
     # Nothing changes when the order is edited without a priced change.
     hooks.on_order_edited(db_session, order, syndicate.actor)
-    assert len(service.charges_for_order(db_session, order.id)) == 4
+    assert len(charging.charges_for_order(db_session, order.id)) == 4
 
 
 def test_per_view_fee_code_prices_views_beyond_the_standard_set(
@@ -204,7 +206,7 @@ def test_per_view_fee_code_prices_views_beyond_the_standard_set(
         db_session, "PPE-SET", "RAD-PPE", projections=standard, optional=["X1", "X2"]
     )
     order = place_order(syndicate.visit, procedure, [*standard, "X1", "X2"])
-    lines = service.charges_for_order(db_session, order.id)
+    lines = charging.charges_for_order(db_session, order.id)
     assert [(c.fee_code, c.quantity, c.unit_price) for c in lines] == [
         ("RAD-PPE", 1, 42000),
         ("RAD-VIEW", 2, RAD_VIEW),
@@ -216,7 +218,7 @@ def test_own_view_price_of_a_fee_overrides_the_per_view_fee_code(
 ) -> None:
     procedure = make_procedure(db_session, "STIFLE", "RAD-STIFLE")
     order = place_order(syndicate.visit, procedure, WITH_FLEXED)
-    lines = service.charges_for_order(db_session, order.id)
+    lines = charging.charges_for_order(db_session, order.id)
     assert [(c.fee_code, c.quantity, c.unit_price) for c in lines] == [
         ("RAD-STIFLE", 1, 11000),
         ("RAD-STIFLE", 1, 3000),
@@ -236,7 +238,7 @@ def test_views_beyond_the_order_follow_the_practice_policy(
     hooks.on_study_received(db_session, study, syndicate.actor)
     hooks.on_study_received(db_session, study, syndicate.actor)  # idempotent
 
-    extra = service.active_charges(
+    extra = charging.active_charges(
         db_session, order_id=order.id, kinds=[ChargeKind.EXTRA_VIEWS]
     )
     if policy == "charge":
@@ -267,7 +269,7 @@ def test_ultrasound_images_are_not_counted_as_extra_views(
     )
     hooks.on_study_received(db_session, study, syndicate.actor)
     assert service.view_count(db_session, order).uncharged == 0
-    assert len(service.charges_for_order(db_session, order.id)) == 1
+    assert len(charging.charges_for_order(db_session, order.id)) == 1
 
 
 def test_unknown_fee_code_posts_nothing_and_names_the_code(
@@ -324,9 +326,9 @@ def test_horse_without_owner_gets_charges_but_no_invoice(
     stray = make_horse(db_session, syndicate.actor, [], barn_name="Stray")
     visit = make_visit(db_session, syndicate.actor, stray)
     order = place_order(visit, make_procedure(db_session), WITH_FLEXED)
-    assert len(service.charges_for_order(db_session, order.id)) == 2
-    assert service.drafts_for_visit(db_session, visit.id) == []
-    _, ownerless = service.unbilled_parts(db_session, visit)
+    assert len(charging.charges_for_order(db_session, order.id)) == 2
+    assert invoicing.drafts_for_visit(db_session, visit.id) == []
+    _, ownerless = invoicing.unbilled_parts(db_session, visit)
     assert len(ownerless) == 2
 
 
@@ -336,16 +338,16 @@ def test_issue_numbers_and_freezes_an_invoice(
     place_order(syndicate.visit, make_procedure(db_session), WITH_FLEXED)
     first, second, _ = _drafts(db_session, syndicate)
 
-    service.issue_invoice(db_session, syndicate.actor, first)
-    service.issue_invoice(db_session, syndicate.actor, second)
+    invoicing.issue_invoice(db_session, syndicate.actor, first)
+    invoicing.issue_invoice(db_session, syndicate.actor, second)
 
     assert (first.number, second.number) == ("INV-000001", "INV-000002")
     assert first.status == InvoiceStatus.ISSUED
     assert first.issued_at is not None
     with pytest.raises(Conflict, match="INV-000001 is issued and cannot be changed"):
-        service.update_draft(db_session, syndicate.actor, first, notes="edited")
+        invoicing.update_draft(db_session, syndicate.actor, first, notes="edited")
     with pytest.raises(Conflict, match="only a draft can be issued"):
-        service.issue_invoice(db_session, syndicate.actor, first)
+        invoicing.issue_invoice(db_session, syndicate.actor, first)
 
 
 def test_charges_after_issue_go_on_a_new_draft(
@@ -353,7 +355,7 @@ def test_charges_after_issue_go_on_a_new_draft(
 ) -> None:
     place_order(syndicate.visit, make_procedure(db_session), WITH_FLEXED)
     issued = _drafts(db_session, syndicate)[0]
-    service.issue_invoice(db_session, syndicate.actor, issued)
+    invoicing.issue_invoice(db_session, syndicate.actor, issued)
     frozen = [(line.id, line.amount) for line in issued.lines]
 
     place_order(syndicate.visit, make_procedure(db_session, "HOCK", "RAD-HOCK"))
@@ -374,15 +376,15 @@ def test_pay_void_and_credit_note(
 ) -> None:
     place_order(syndicate.visit, make_procedure(db_session), WITH_FLEXED)
     owner_a, owner_b, _ = _drafts(db_session, syndicate)
-    service.issue_invoice(db_session, syndicate.actor, owner_a)
-    service.issue_invoice(db_session, syndicate.actor, owner_b)
+    invoicing.issue_invoice(db_session, syndicate.actor, owner_a)
+    invoicing.issue_invoice(db_session, syndicate.actor, owner_b)
 
-    service.pay_invoice(db_session, syndicate.actor, owner_a, reference="BACS 1142")
+    invoicing.pay_invoice(db_session, syndicate.actor, owner_a, reference="BACS 1142")
     assert owner_a.status == InvoiceStatus.PAID
     with pytest.raises(Conflict, match="only an issued, unpaid"):
-        service.void_invoice(db_session, syndicate.actor, owner_a, reason="wrong")
+        invoicing.void_invoice(db_session, syndicate.actor, owner_a, reason="wrong")
 
-    note = service.credit_note(
+    note = invoicing.credit_note(
         db_session,
         syndicate.actor,
         owner_a,
@@ -394,7 +396,7 @@ def test_pay_void_and_credit_note(
     assert note.total == -owner_a.lines[1].total
     assert note.credit_for_id == owner_a.id
     with pytest.raises(Conflict, match="already credited"):
-        service.credit_note(
+        invoicing.credit_note(
             db_session,
             syndicate.actor,
             owner_a,
@@ -403,7 +405,7 @@ def test_pay_void_and_credit_note(
         )
 
     # Voiding B's unpaid invoice puts its share back on a fresh draft.
-    service.void_invoice(db_session, syndicate.actor, owner_b, reason="wrong address")
+    invoicing.void_invoice(db_session, syndicate.actor, owner_b, reason="wrong address")
     assert owner_b.status == InvoiceStatus.VOID
     redrafted = [
         d for d in _drafts(db_session, syndicate) if d.client_id == owner_b.client_id
@@ -419,7 +421,7 @@ def test_code_that_changes_an_issued_invoice_is_stopped_at_flush(
     invoice = _drafts(db_session, syndicate)[0]
     invoice.notes = "drafts may change"
     db_session.flush()
-    service.issue_invoice(db_session, syndicate.actor, invoice)
+    invoicing.issue_invoice(db_session, syndicate.actor, invoice)
     db_session.commit()
 
     invoice.total += 1
@@ -440,7 +442,7 @@ def test_code_that_changes_an_issued_invoice_is_stopped_at_flush(
     db_session.rollback()
 
     # Payment is the one change an issued invoice takes.
-    service.pay_invoice(db_session, syndicate.actor, _issued(db_session))
+    invoicing.pay_invoice(db_session, syndicate.actor, _issued(db_session))
     assert _issued(db_session).status == InvoiceStatus.PAID
 
 

@@ -28,7 +28,9 @@ def test_reception_issues_an_owner_invoice_from_the_chart(
     section = page.locator("#billing-section")
     visit = section.locator(".billing-visit").first
     drafts = visit.locator("li.invoice.draft")
-    expect(drafts).to_have_count(3)
+    # The chart fetches the section after the page loads; allow for a busy
+    # machine before the first fetch lands.
+    expect(drafts).to_have_count(3, timeout=30_000)
     expect(visit.locator("tr.charge.procedure").first).to_be_visible()
     shares = [drafts.nth(i).locator(".share").inner_text() for i in range(3)]
     assert shares == ["50%", "30%", "20%"]

@@ -26,7 +26,9 @@ from sqlalchemy.orm import Session
 
 from fetlock.audit.service import Actor
 from fetlock.auth.models import User
-from fetlock.billing import fees, service
+from fetlock.billing import charges as charging
+from fetlock.billing import fees
+from fetlock.billing import invoices as invoicing
 from fetlock.billing.models import InvoiceStatus
 from fetlock.config import Settings
 from fetlock.practice.models import Horse
@@ -66,7 +68,7 @@ def seed_billing(
     storm = db_session.execute(
         select(Horse).where(Horse.barn_name == SYNDICATE_HORSE)
     ).scalar_one_or_none()
-    if storm is not None and not service.list_charges(db_session, horse_id=storm.id):
+    if storm is not None and not charging.list_charges(db_session, horse_id=storm.id):
         _order_for(db_session, settings, users, storm)
     _advance_invoices(db_session, actor)
     _unscheduled_study(db_session, settings)
@@ -127,13 +129,13 @@ def _advance_invoices(db_session: Session, actor: Actor) -> None:
         if horse is None:
             logger.warning("demo invoices of %s skipped: no such horse", barn_name)
             continue
-        drafts = service.list_invoices(
+        drafts = invoicing.list_invoices(
             db_session, horse_id=horse.id, status=InvoiceStatus.DRAFT.value
         )
         for invoice in drafts:
-            service.issue_invoice(db_session, actor, invoice)
+            invoicing.issue_invoice(db_session, actor, invoice)
             if state == InvoiceStatus.PAID:
-                service.pay_invoice(db_session, actor, invoice, reference="demo BACS")
+                invoicing.pay_invoice(db_session, actor, invoice, reference="demo BACS")
 
 
 # The horse in the yard radiographs that arrive with no order, and their views.

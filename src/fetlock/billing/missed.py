@@ -30,7 +30,9 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from fetlock.audit import service as audit
+from fetlock.billing import charges as charging
 from fetlock.billing import fees, service
+from fetlock.billing import invoices as invoicing
 from fetlock.billing.models import Charge, ChargeKind, FeeItem
 from fetlock.billing.service import LineSpec
 from fetlock.config import Settings, get_settings
@@ -373,12 +375,12 @@ def _credited_orders(
     items = []
     for order_id in sorted(i for i in order_ids if i is not None):
         order = db_session.get(ImagingOrder, order_id)
-        if order is None or service.active_charges(
+        if order is None or charging.active_charges(
             db_session, order_id=order_id, kinds=service.ORDER_KINDS
         ):
             continue
         credits = [
-            c for c in service.charges_for_order(db_session, order_id) if c.is_credit
+            c for c in charging.charges_for_order(db_session, order_id) if c.is_credit
         ]
         waived = any(c.kind == ChargeKind.WAIVER for c in credits)
         if not waived and not service.order_has_images(db_session, order_id):
@@ -438,7 +440,7 @@ def _uncharged_views(
     items = []
     for order_id in sorted(i for i in order_ids if i is not None):
         order = db_session.get(ImagingOrder, order_id)
-        if order is None or not service.active_charges(
+        if order is None or not charging.active_charges(
             db_session, order_id=order_id, kinds=service.ORDER_KINDS
         ):
             continue
@@ -502,13 +504,13 @@ def charge_study(
             field="study_id",
             value=study_id,
         )
-    if service.active_charges(db_session, study_id=study.id):
+    if charging.active_charges(db_session, study_id=study.id):
         raise Conflict(
             f"study {study_id} is charged already", field="study_id", value=study_id
         )
     if study.order_id is not None:
         order = db_session.get(ImagingOrder, study.order_id)
-        if order is not None and not service.charges_for_order(db_session, order.id):
+        if order is not None and not charging.charges_for_order(db_session, order.id):
             return service.post_order_charges(
                 db_session, actor, order, settings=settings
             )
@@ -539,7 +541,7 @@ def charge_study(
     )
     day = _local_day(study.received_at, settings)
     posted = [
-        service.post_charge(
+        charging.post_charge(
             db_session,
             actor,
             visit,
@@ -550,7 +552,7 @@ def charge_study(
         )
         for spec in lines
     ]
-    service.sync_visit_invoices(db_session, actor, visit, settings=settings)
+    invoicing.sync_visit_invoices(db_session, actor, visit, settings=settings)
     return posted
 
 
@@ -563,7 +565,9 @@ def recharge_order(
 ) -> list[Charge]:
     """Post an order's charge again after it was reversed or waived."""
     order = _order(db_session, order_id)
-    if service.active_charges(db_session, order_id=order.id, kinds=service.ORDER_KINDS):
+    if charging.active_charges(
+        db_session, order_id=order.id, kinds=service.ORDER_KINDS
+    ):
         raise Conflict(
             f"order {order.accession_number} is charged already",
             field="order_id",

@@ -27,7 +27,9 @@ from starlette.datastructures import FormData
 from fetlock.audit import service as audit
 from fetlock.auth.deps import ALL_STAFF, Principal, require_roles
 from fetlock.auth.models import Role
+from fetlock.billing import charges as charging
 from fetlock.billing import fees, missed, service
+from fetlock.billing import invoices as invoicing
 from fetlock.billing.models import Charge, ChargeKind, Invoice, InvoiceStatus
 from fetlock.billing.schemas import (
     BillingSettingsOut,
@@ -176,7 +178,7 @@ def api_charges(
     db_session: Session = Depends(get_db_session),
 ) -> list[ChargeOut]:
     _require_filter(visit=visit, order=order, client=client, horse=horse)
-    charges = service.list_charges(
+    charges = charging.list_charges(
         db_session, visit_id=visit, order_id=order, client_id=client, horse_id=horse
     )
     return [ChargeOut.of(charge) for charge in charges]
@@ -193,7 +195,7 @@ def api_charge_create(
     """Post a charge by hand, priced from the fee schedule."""
     visit = practice.get_visit(db_session, body.visit_id)
     item = fees.fee_for_charge(db_session, body.fee_code, field="fee_code")
-    spec = service.LineSpec(
+    spec = charging.LineSpec(
         kind=ChargeKind.MANUAL,
         fee_code=item.code,
         description=body.description or item.description,
@@ -201,14 +203,14 @@ def api_charge_create(
         unit_price=item.unit_price,
         tax_rate=item.tax_rate,
     )
-    charge = service.post_charge(
+    charge = charging.post_charge(
         db_session,
         principal.actor,
         visit,
         spec,
         service_date=body.service_date or _today(settings),
     )
-    service.sync_visit_invoices(db_session, principal.actor, visit, settings=settings)
+    invoicing.sync_visit_invoices(db_session, principal.actor, visit, settings=settings)
     return ChargeOut.of(charge)
 
 
@@ -237,7 +239,7 @@ def api_refresh_drafts(
 ) -> list[InvoiceOut]:
     """Re-draft a visit's invoices, for example after a change of owners."""
     visit = practice.get_visit(db_session, visit_id)
-    drafts = service.sync_visit_invoices(
+    drafts = invoicing.sync_visit_invoices(
         db_session, principal.actor, visit, settings=settings
     )
     return [_invoice_out(invoice) for invoice in drafts]
@@ -280,7 +282,7 @@ def api_invoices(
     db_session: Session = Depends(get_db_session),
 ) -> list[InvoiceOut]:
     _require_filter(visit=visit, order=order, client=client, horse=horse)
-    invoices = service.list_invoices(
+    invoices = invoicing.list_invoices(
         db_session,
         visit_id=visit,
         order_id=order,
@@ -297,7 +299,7 @@ def api_invoice(
     principal: Principal = Depends(can_read),
     db_session: Session = Depends(get_db_session),
 ) -> InvoiceOut:
-    return _invoice_out(service.get_invoice(db_session, invoice_id))
+    return _invoice_out(invoicing.get_invoice(db_session, invoice_id))
 
 
 @router.patch("/api/v1/invoices/{invoice_id}", tags=["billing"])
@@ -308,9 +310,9 @@ def api_invoice_update(
     db_session: Session = Depends(get_db_session),
 ) -> InvoiceOut:
     """Change a draft's notes. An issued invoice gets 409: credit it instead."""
-    invoice = service.get_invoice(db_session, invoice_id)
+    invoice = invoicing.get_invoice(db_session, invoice_id)
     if invoice.status != InvoiceStatus.DRAFT:
-        raise service.refuse_change(invoice, ", ".join(sorted(body)) or "nothing")
+        raise invoicing.refuse_change(invoice, ", ".join(sorted(body)) or "nothing")
     unknown = sorted(set(body) - set(InvoiceUpdate.model_fields))
     if unknown:
         raise DomainError(
@@ -321,7 +323,7 @@ def api_invoice_update(
             value=body[unknown[0]],
         )
     update = InvoiceUpdate.model_validate(body)
-    service.update_draft(db_session, principal.actor, invoice, notes=update.notes)
+    invoicing.update_draft(db_session, principal.actor, invoice, notes=update.notes)
     return _invoice_out(invoice)
 
 
@@ -331,8 +333,8 @@ def api_invoice_issue(
     principal: Principal = Depends(can_issue),
     db_session: Session = Depends(get_db_session),
 ) -> InvoiceOut:
-    invoice = service.get_invoice(db_session, invoice_id)
-    service.issue_invoice(db_session, principal.actor, invoice)
+    invoice = invoicing.get_invoice(db_session, invoice_id)
+    invoicing.issue_invoice(db_session, principal.actor, invoice)
     return _invoice_out(invoice)
 
 
@@ -343,9 +345,9 @@ def api_invoice_pay(
     principal: Principal = Depends(can_manage),
     db_session: Session = Depends(get_db_session),
 ) -> InvoiceOut:
-    invoice = service.get_invoice(db_session, invoice_id)
+    invoice = invoicing.get_invoice(db_session, invoice_id)
     reference = body.reference if body else None
-    service.pay_invoice(db_session, principal.actor, invoice, reference=reference)
+    invoicing.pay_invoice(db_session, principal.actor, invoice, reference=reference)
     return _invoice_out(invoice)
 
 
@@ -357,8 +359,8 @@ def api_invoice_void(
     db_session: Session = Depends(get_db_session),
     settings: Settings = Depends(get_settings),
 ) -> InvoiceOut:
-    invoice = service.get_invoice(db_session, invoice_id)
-    service.void_invoice(
+    invoice = invoicing.get_invoice(db_session, invoice_id)
+    invoicing.void_invoice(
         db_session, principal.actor, invoice, reason=body.reason, settings=settings
     )
     return _invoice_out(invoice)
@@ -373,8 +375,8 @@ def api_credit_note(
     principal: Principal = Depends(can_manage),
     db_session: Session = Depends(get_db_session),
 ) -> InvoiceOut:
-    invoice = service.get_invoice(db_session, invoice_id)
-    note = service.credit_note(
+    invoice = invoicing.get_invoice(db_session, invoice_id)
+    note = invoicing.credit_note(
         db_session,
         principal.actor,
         invoice,
@@ -391,8 +393,8 @@ def api_invoice_pdf(
     db_session: Session = Depends(get_db_session),
     settings: Settings = Depends(get_settings),
 ) -> Response:
-    invoice = service.get_invoice(db_session, invoice_id)
-    data = service.invoice_pdf(db_session, invoice, settings=settings)
+    invoice = invoicing.get_invoice(db_session, invoice_id)
+    data = invoicing.invoice_pdf(db_session, invoice, settings=settings)
     audit.record(
         db_session,
         principal.actor,
@@ -553,7 +555,7 @@ def billing_section(
     """
     horse = practice.get_horse(db_session, horse_id)
     allowed = principal.has_role(*BILLING_READERS)
-    visits = service.visits_with_billing(db_session, horse.id) if allowed else []
+    visits = invoicing.visits_with_billing(db_session, horse.id) if allowed else []
     blocks = [_visit_block(db_session, visit) for visit in visits]
     return render(
         request,
@@ -572,13 +574,13 @@ def billing_section(
 
 
 def _visit_block(db_session: Session, visit: Visit) -> dict[str, Any]:
-    charges = service.charges_for_visit(db_session, visit.id)
+    charges = charging.charges_for_visit(db_session, visit.id)
     credited = {c.reverses_id for c in charges if c.reverses_id is not None}
-    invoices = service.list_invoices(db_session, visit_id=visit.id)
+    invoices = invoicing.list_invoices(db_session, visit_id=visit.id)
     problem = None
     ownerless: list[Charge] = []
     try:
-        _, ownerless = service.unbilled_parts(db_session, visit)
+        _, ownerless = invoicing.unbilled_parts(db_session, visit)
     except DomainError as exc:
         problem = exc.message
     waivable: dict[int, str] = {}
@@ -644,7 +646,7 @@ def invoice_page(
     principal: Principal = Depends(can_read),
     db_session: Session = Depends(get_db_session),
 ) -> Response:
-    invoice = service.get_invoice(db_session, invoice_id)
+    invoice = invoicing.get_invoice(db_session, invoice_id)
     audit.record(
         db_session,
         principal.actor,
@@ -660,7 +662,7 @@ def invoice_page(
         {
             "principal": principal,
             "invoice": invoice,
-            "credit_notes": service.credit_notes_for(db_session, invoice.id),
+            "credit_notes": invoicing.credit_notes_for(db_session, invoice.id),
             "can_issue": principal.has_role(*ISSUERS),
             "can_manage": principal.has_role(*MANAGERS),
         },
@@ -677,8 +679,8 @@ def invoice_issue_form(
 ) -> Response:
     back = _safe_next(form.get("next"), f"/invoices/{invoice_id}")
     try:
-        invoice = service.get_invoice(db_session, invoice_id)
-        service.issue_invoice(db_session, principal.actor, invoice)
+        invoice = invoicing.get_invoice(db_session, invoice_id)
+        invoicing.issue_invoice(db_session, principal.actor, invoice)
     except DomainError as exc:
         return _action_failed(request, principal, db_session, exc, back)
     return RedirectResponse(back, status_code=303)
@@ -695,8 +697,8 @@ def invoice_pay_form(
     back = f"/invoices/{invoice_id}"
     reference = str(form.get("reference") or "").strip() or None
     try:
-        invoice = service.get_invoice(db_session, invoice_id)
-        service.pay_invoice(db_session, principal.actor, invoice, reference=reference)
+        invoice = invoicing.get_invoice(db_session, invoice_id)
+        invoicing.pay_invoice(db_session, principal.actor, invoice, reference=reference)
     except DomainError as exc:
         return _action_failed(request, principal, db_session, exc, back)
     return RedirectResponse(back, status_code=303)
@@ -713,8 +715,8 @@ def invoice_void_form(
 ) -> Response:
     back = f"/invoices/{invoice_id}"
     try:
-        invoice = service.get_invoice(db_session, invoice_id)
-        service.void_invoice(
+        invoice = invoicing.get_invoice(db_session, invoice_id)
+        invoicing.void_invoice(
             db_session,
             principal.actor,
             invoice,
@@ -737,8 +739,8 @@ def invoice_credit_form(
     back = f"/invoices/{invoice_id}"
     try:
         line_ids = [int(str(v)) for v in form.getlist("line_id")]
-        invoice = service.get_invoice(db_session, invoice_id)
-        note = service.credit_note(
+        invoice = invoicing.get_invoice(db_session, invoice_id)
+        note = invoicing.credit_note(
             db_session,
             principal.actor,
             invoice,
@@ -785,7 +787,7 @@ def client_invoices_page(
     db_session: Session = Depends(get_db_session),
 ) -> Response:
     client = practice.get_client(db_session, client_id)
-    invoices = service.list_invoices(db_session, client_id=client.id)
+    invoices = invoicing.list_invoices(db_session, client_id=client.id)
     outstanding = sum(i.total for i in invoices if i.status == InvoiceStatus.ISSUED)
     audit.record(
         db_session,
