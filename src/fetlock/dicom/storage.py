@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from pydicom.dataset import Dataset
-from pydicom.uid import AllTransferSyntaxes
+from pydicom.uid import AllTransferSyntaxes, ExplicitVRLittleEndian
 from pynetdicom import _config, dimse_messages, evt
 from pynetdicom.presentation import (
     AllStoragePresentationContexts,
@@ -39,6 +39,8 @@ from fetlock.storage import get_blob_store
 logger = logging.getLogger(__name__)
 
 SUCCESS = 0x0000
+# Largest PDU Fetlock receives; one PDU is held in memory at a time.
+MAXIMUM_PDU_SIZE = 1 << 20
 # (0000,0902) Error Comment is LO: at most 64 characters (PS3.7 C.4.2.1.1).
 ERROR_COMMENT_MAX = 64
 
@@ -48,7 +50,16 @@ STORAGE_SOP_CLASSES = frozenset(
 )
 
 
-TRANSFER_SYNTAXES = tuple(str(ts) for ts in AllTransferSyntaxes)
+# Explicit VR Little Endian first: the choice when a modality proposes the
+# uncompressed syntaxes together (and its own first choice is honoured below).
+TRANSFER_SYNTAXES = tuple(
+    dict.fromkeys(
+        [str(ExplicitVRLittleEndian), *(str(ts) for ts in AllTransferSyntaxes)]
+    )
+)
+
+
+_SUPPORTED = frozenset(TRANSFER_SYNTAXES)
 
 
 def supported_contexts(settings: Settings) -> list[PresentationContext]:
@@ -84,9 +95,25 @@ def event_handlers(context: ScpContext) -> list[tuple[evt.EventType, Handler]]:
         return _store(event, context)
 
     return [
-        (evt.EVT_REQUESTED, _prefer_offered_transfer_syntaxes),
+        (evt.EVT_REQUESTED, _negotiate_for_storage),
         (evt.EVT_C_STORE, on_c_store),
     ]
+
+
+def _negotiate_for_storage(event: evt.Event) -> None:
+    """Set the association up for storage before pynetdicom negotiates it.
+
+    Fetlock receives PDUs of up to ``MAXIMUM_PDU_SIZE`` bytes (PS3.8 D.3.3.1):
+    pynetdicom decodes each PDU in Python, so at its 16 kB default a 7 MB
+    radiograph costs some 450 round trips through the decoder. And each
+    storage context is accepted in the transfer syntax the modality offers
+    first (below).
+    """
+    assoc = event.assoc
+    if assoc.is_rejected or assoc.is_aborted or assoc.requestor.primitive is None:
+        return
+    assoc.acceptor.maximum_length = MAXIMUM_PDU_SIZE
+    _prefer_offered_transfer_syntaxes(event)
 
 
 def _prefer_offered_transfer_syntaxes(event: evt.Event) -> None:
@@ -113,9 +140,21 @@ def _prefer_offered_transfer_syntaxes(event: evt.Event) -> None:
     assoc.acceptor.supported_contexts = [
         _context_in_order(str(supported.abstract_syntax), offer)
         if (offer := offered.get(str(supported.abstract_syntax))) is not None
+        and _needs_reorder(offer)
         else supported
         for supported in assoc.acceptor.supported_contexts
     ]
+
+
+def _needs_reorder(offered: tuple[str, ...]) -> bool:
+    """True if pynetdicom would not pick the requestor's own first choice.
+
+    Most proposals carry one transfer syntax per context, or put Explicit VR
+    Little Endian first; those need no reordered copy of the context.
+    """
+    wanted = next((ts for ts in offered if ts in _SUPPORTED), None)
+    picked = next((ts for ts in TRANSFER_SYNTAXES if ts in offered), None)
+    return wanted != picked
 
 
 # Prefix of the files pynetdicom receives into; see _receive_into.

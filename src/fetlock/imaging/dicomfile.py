@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from pydicom.dataelem import RawDataElement
+from pydicom.tag import BaseTag
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
@@ -33,6 +34,10 @@ SEQUENCE_DELIMITER = 0xFFFEE0DD
 LONG_VRS = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"}
 )
+# Bytes read at a time while walking element headers.
+WINDOW_SIZE = 64 * 1024
+# Longest value ``scan`` returns; every indexed attribute is far shorter.
+MAX_COLLECTED_LENGTH = 4096
 # Deepest sequence nesting accepted before the file is called malformed.
 MAX_DEPTH = 32
 _CHUNK = 1 << 20
@@ -111,14 +116,30 @@ def read_layout(fp: BinaryIO, size: int) -> Layout:
 
 def check_complete(fp: BinaryIO, layout: Layout, transfer_syntax: UID) -> None:
     """Raise MalformedFile unless every element of the data set is whole."""
+    scan(fp, layout, transfer_syntax, frozenset())
+
+
+def scan(
+    fp: BinaryIO, layout: Layout, transfer_syntax: UID, wanted: frozenset[int]
+) -> dict[int, RawDataElement | None] | None:
+    """Check the data set is whole and return its top-level ``wanted`` elements.
+
+    Each wanted element is returned undecoded, as pydicom's reader would hold
+    it, so a ``Dataset`` built from them decodes values (character sets
+    included) exactly as ``dcmread`` does. A wanted sequence, or a value
+    longer than ``MAX_COLLECTED_LENGTH``, maps to None: the caller reads the
+    file with pydicom instead. A deflated data set is checked but not
+    scanned (None), since its elements exist only after inflating.
+    """
     fp.seek(layout.dataset_offset)
     if transfer_syntax == DeflatedExplicitVRLittleEndian:
         _check_deflated(fp)
-        return
+        return None
     implicit = transfer_syntax == ImplicitVRLittleEndian
     little = transfer_syntax != ExplicitVRBigEndian
-    walker = _Walker(fp, layout.size, implicit=implicit, little=little)
+    walker = _Walker(fp, layout.size, implicit=implicit, little=little, wanted=wanted)
     walker.elements(layout.dataset_offset, layout.size, depth=0)
+    return walker.collected
 
 
 def _check_deflated(fp: BinaryIO) -> None:
@@ -140,39 +161,77 @@ def _check_deflated(fp: BinaryIO) -> None:
 class _Walker:
     """Walks elements and items by their declared lengths, values unread."""
 
-    def __init__(self, fp: BinaryIO, size: int, *, implicit: bool, little: bool):
+    def __init__(
+        self,
+        fp: BinaryIO,
+        size: int,
+        *,
+        implicit: bool,
+        little: bool,
+        wanted: frozenset[int] = frozenset(),
+    ):
         self.fp = fp
         self.size = size
         self.implicit = implicit
+        self.little = little
         self.endian = "<" if little else ">"
-        self.read: Callable[[int], bytes] = fp.read
+        self.tag_format = struct.Struct(self.endian + "HH")
+        self.short_format = struct.Struct(self.endian + "H")
+        self.long_format = struct.Struct(self.endian + "L")
+        self.wanted = wanted
+        self.collected: dict[int, RawDataElement | None] = {}
+        # A window of the file, so that each element header is not a read.
+        self.window = b""
+        self.window_start = 0
+
+    def _bytes(self, position: int, length: int) -> bytes:
+        """``length`` bytes at ``position`` (fewer at the end of the file)."""
+        offset = position - self.window_start
+        if offset < 0 or offset + length > len(self.window):
+            self.fp.seek(position)
+            self.window = self.fp.read(max(length, WINDOW_SIZE))
+            self.window_start = position
+            offset = 0
+        return self.window[offset : offset + length]
+
+    def _collect(self, tag: int, length: int, vr: bytes | None, value_at: int) -> None:
+        if vr == b"SQ" or length == UNDEFINED_LENGTH or length > MAX_COLLECTED_LENGTH:
+            self.collected[tag] = None
+            return
+        value = self._bytes(value_at, length)
+        if len(value) < length:
+            return  # the completeness check reports the truncation
+        self.collected[tag] = RawDataElement(
+            BaseTag(tag),
+            vr.decode("ascii") if vr else None,
+            length,
+            value,
+            value_at,
+            self.implicit,
+            self.little,
+        )
 
     def _tag_and_length(self, position: int) -> tuple[int, int, bytes | None, int]:
         """Return tag, length, VR and the offset of the value."""
-        self.fp.seek(position)
-        header = self.read(8)
+        header = self._bytes(position, 12)
         if len(header) < 8:
             raise MalformedFile(
                 f"the data set is truncated: an element header at byte {position} "
                 f"is cut off by the end of the file ({self.size} bytes)"
             )
-        group, element = struct.unpack(self.endian + "HH", header[:4])
+        group, element = self.tag_format.unpack_from(header)
         tag = (group << 16) | element
         if group == 0xFFFE or self.implicit:
-            length = struct.unpack(self.endian + "L", header[4:8])[0]
-            return tag, length, None, position + 8
+            return tag, self.long_format.unpack_from(header, 4)[0], None, position + 8
         vr = header[4:6]
         if vr in LONG_VRS or not vr.isalpha():
-            extra = self.read(4)
-            if len(extra) < 4:
+            if len(header) < 12:
                 raise MalformedFile(
                     f"the data set is truncated at byte {position + 8}, inside the "
                     f"header of element {_tag(tag)}"
                 )
-            length = struct.unpack(self.endian + "L", extra)[0]
-            return tag, length, vr, position + 12
-        length = struct.unpack(self.endian + "H", header[6:8])[0]
-        return tag, length, vr, position + 8
+            return tag, self.long_format.unpack_from(header, 8)[0], vr, position + 12
+        return tag, self.short_format.unpack_from(header, 6)[0], vr, position + 8
 
     def elements(self, position: int, end: int, depth: int) -> int:
         """Walk elements from ``position`` up to ``end`` or an item delimiter.
@@ -185,6 +244,8 @@ class _Walker:
             tag, length, vr, value_at = self._tag_and_length(position)
             if tag == ITEM_DELIMITER:
                 return value_at
+            if depth == 0 and tag in self.wanted:
+                self._collect(tag, length, vr, value_at)
             if length == UNDEFINED_LENGTH:
                 position = self.items(value_at, tag, depth + 1)
                 continue

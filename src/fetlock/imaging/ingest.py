@@ -22,6 +22,7 @@ is already stored is refused and its bytes kept in quarantine.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import errno
 import io
@@ -29,23 +30,29 @@ import logging
 import os
 import re
 import struct
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from pydicom import dcmread
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filewriter import write_file_meta_info
 from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
     UID,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
-from sqlalchemy import select
+from sqlalchemy import bindparam, event, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -57,8 +64,8 @@ from fetlock.imaging.dicomfile import (
     PREAMBLE_LENGTH,
     Layout,
     MalformedFile,
-    check_complete,
     read_layout,
+    scan,
 )
 from fetlock.imaging.study_models import (
     Instance as InstanceRow,
@@ -120,6 +127,9 @@ INDEX_KEYWORDS = (
     "ImagerPixelSpacing",
     "PhotometricInterpretation",
 )
+
+
+INDEX_TAGS = frozenset(int(tag_for_keyword(k) or 0) for k in INDEX_KEYWORDS)
 
 
 class StoreStatus(enum.StrEnum):
@@ -343,26 +353,33 @@ def _store_staged(
                 **_uids(parsed),
             ) from exc
         raise
-    if isinstance(database_or_session, Session):
-        # A savepoint, so that a refusal leaves the caller's transaction clean.
-        with database_or_session.begin_nested():
-            return _index_or_compare(
-                database_or_session, parsed, staged, blobs, actor, label, created
-            )
-
-    # Own transaction. A concurrent store of the same study or series may
-    # insert it first; the retry then finds it.
+    # A concurrent store of the same study or series may insert it first, or
+    # a cached id may name a row that is gone; the retry reads afresh.
     for attempt in (1, 2):
         try:
+            if isinstance(database_or_session, Session):
+                # A savepoint, so that a refusal leaves the caller's
+                # transaction clean.
+                with database_or_session.begin_nested():
+                    return _index_or_compare(
+                        database_or_session,
+                        parsed,
+                        staged,
+                        blobs,
+                        actor,
+                        label,
+                        created,
+                    )
             with database_or_session.session() as db_session:
                 return _index_or_compare(
                     db_session, parsed, staged, blobs, actor, label, created
                 )
         except IntegrityError:
+            _known.forget(parsed.study_instance_uid, parsed.series_instance_uid)
             if attempt == 2:
                 raise
             logger.info(
-                "concurrent store of study %s; indexing %s again",
+                "study %s changed while SOP Instance %s was indexed; indexing again",
                 parsed.study_instance_uid,
                 parsed.sop_instance_uid,
             )
@@ -403,7 +420,7 @@ def _parse(staged: StagedBlob, label: str, transfer_syntax: str | None) -> _Pars
                 "transfer syntax this server knows; send it in a standard one",
             )
         try:
-            check_complete(fp, layout, syntax)
+            raw = scan(fp, layout, syntax, INDEX_TAGS)
         except MalformedFile as exc:
             raise Rejected(
                 RejectReason.MALFORMED,
@@ -411,17 +428,30 @@ def _parse(staged: StagedBlob, label: str, transfer_syntax: str | None) -> _Pars
                 "original again",
             ) from exc
         try:
-            fp.seek(0)
-            ds = dcmread(
-                fp,
-                force=not layout.has_meta,
-                stop_before_pixels=True,
-                specific_tags=list(INDEX_KEYWORDS),
-            )
-            if not layout.has_meta:
+            elements: dict[BaseTag, DataElement | RawDataElement] = {
+                BaseTag(tag): element
+                for tag, element in (raw or {}).items()
+                if element is not None
+            }
+            if raw is not None and len(elements) == len(raw):
+                # The common case: the scan found every indexed attribute.
+                ds = Dataset(elements)
                 ds.set_original_encoding(
                     syntax.is_implicit_VR, syntax.is_little_endian, None
                 )
+            else:
+                # Deflated, or a sequence such as View Code Sequence: pydicom.
+                fp.seek(0)
+                ds = dcmread(
+                    fp,
+                    force=not layout.has_meta,
+                    stop_before_pixels=True,
+                    specific_tags=list(INDEX_KEYWORDS),
+                )
+                if not layout.has_meta:
+                    ds.set_original_encoding(
+                        syntax.is_implicit_VR, syntax.is_little_endian, None
+                    )
             uids = {
                 keyword: _clean_uid(ds.get(keyword))
                 for keyword in (
@@ -559,11 +589,12 @@ def _index_or_compare(
     label: str,
     created: bool,
 ) -> StoreResult:
-    existing = db_session.execute(
-        select(InstanceRow).where(
-            InstanceRow.sop_instance_uid == parsed.sop_instance_uid
-        )
-    ).scalar_one_or_none()
+    existing_id = (
+        db_session.connection()
+        .execute(_FIND_INSTANCE, {"uid": parsed.sop_instance_uid})
+        .scalar_one_or_none()
+    )
+    existing = db_session.get(InstanceRow, existing_id) if existing_id else None
     if existing is not None:
         return _compare_with_stored(
             db_session, parsed, staged, blobs, actor, label, existing
@@ -581,14 +612,14 @@ def _index_or_compare(
             f"a different object with this SOP Instance UID is already in the blob "
             f"store at {parsed.blob_key}",
         )
-    instance, study = _index(db_session, parsed, staged, actor)
+    instance_id, study_id = _index(db_session, parsed, staged, actor)
     return StoreResult(
         status=StoreStatus.STORED,
         sop_instance_uid=parsed.sop_instance_uid,
         study_instance_uid=parsed.study_instance_uid,
         sop_class_uid=parsed.sop_class_uid,
-        instance_id=instance.id,
-        study_id=study.id,
+        instance_id=instance_id,
+        study_id=study_id,
         size_bytes=staged.size,
     )
 
@@ -709,8 +740,21 @@ def _chunks(stream: BinaryIO, size: int = 1 << 20) -> Iterator[bytes]:
         yield chunk
 
 
+def _get(ds: Dataset, keyword: str) -> Any:
+    """An attribute's value, or None when it is absent or cannot be decoded.
+
+    A malformed optional attribute leaves a gap in the index; it does not
+    refuse the object, whose bytes are kept as they came.
+    """
+    try:
+        return ds.get(keyword)
+    except Exception as exc:  # pydicom raises several kinds for bad values
+        logger.warning("cannot read %s: %s; indexed without it", keyword, exc)
+        return None
+
+
 def _text(ds: Dataset, keyword: str, max_length: int = 64) -> str | None:
-    value = ds.get(keyword)
+    value = _get(ds, keyword)
     if value is None or value == "":
         return None
     if isinstance(value, MultiValue | list | tuple):
@@ -722,7 +766,7 @@ def _text(ds: Dataset, keyword: str, max_length: int = 64) -> str | None:
 
 
 def _int(ds: Dataset, keyword: str) -> int | None:
-    value = ds.get(keyword)
+    value = _get(ds, keyword)
     if value is None or value == "":
         return None
     try:
@@ -732,7 +776,7 @@ def _int(ds: Dataset, keyword: str) -> int | None:
 
 
 def _view_label(ds: Dataset) -> str | None:
-    sequence = ds.get("ViewCodeSequence")
+    sequence = _get(ds, "ViewCodeSequence")
     if sequence:
         meaning = sequence[0].get("CodeMeaning")
         if meaning:
@@ -745,107 +789,311 @@ def _index(
     parsed: _Parsed,
     staged: StagedBlob,
     actor: audit.Actor,
-) -> tuple[InstanceRow, Study]:
-    from fetlock.imaging import linking
+) -> tuple[int, int]:
+    """Add the instance (and its study and series when new); return their ids.
 
+    The path every instance takes is a handful of plain statements rather
+    than ORM objects: on a busy association the ORM's bookkeeping cost more
+    than the database.
+    """
     ds = parsed.ds
     now = utcnow()
+    connection = db_session.connection()
 
-    # Study: created by its first instance, linked there and then.
-    study = db_session.execute(
-        select(Study).where(Study.study_instance_uid == parsed.study_instance_uid)
-    ).scalar_one_or_none()
+    # Study: created by its first instance, linked there and then. Known
+    # studies and series come from this process's cache of committed ids.
+    study = _known.study(parsed.study_instance_uid)
     if study is None:
-        study = Study(
-            study_instance_uid=parsed.study_instance_uid,
-            dicom_patient_id=_text(ds, "PatientID"),
-            dicom_patient_name=_text(ds, "PatientName", 200),
-            dicom_accession_number=_text(ds, "AccessionNumber"),
-            study_date=_text(ds, "StudyDate", 8),
-            study_time=_text(ds, "StudyTime", 16),
-            study_description=_text(ds, "StudyDescription"),
-            study_id=_text(ds, "StudyID", 16),
-            institution_name=_text(ds, "InstitutionName"),
-            source_ae_title=actor.source_ae_title,
-            received_at=now,
-            last_received_at=now,
-        )
-        db_session.add(study)
-        db_session.flush()
-        linking.link_new_study(db_session, study, actor)
+        row = connection.execute(
+            _FIND_STUDY, {"uid": parsed.study_instance_uid}
+        ).one_or_none()
+        if row is not None:
+            study = _KnownStudy(
+                row.id, row.horse_id is not None, row.dicom_accession_number
+            )
+    if study is None:
+        study_id, study_created = _create_study(db_session, parsed, actor, now), True
     else:
-        study.last_received_at = now
+        study_id, study_created = study.id, False
+        if _known.touch_due(parsed.study_instance_uid):
+            connection.execute(_TOUCH_STUDY, {"b_id": study_id, "b_now": now})
         accession = _text(ds, "AccessionNumber")
-        if (
-            study.horse_id is None
-            and accession
-            and (accession != study.dicom_accession_number)
-        ):
-            linking.relink_on_accession(db_session, study, accession, actor)
+        if not study.linked and accession and accession != study.accession_number:
+            _relink(db_session, study_id, accession, actor)
+    _known.remember_study(
+        db_session,
+        parsed.study_instance_uid,
+        _KnownStudy(
+            study_id, study is not None and study.linked, _text(ds, "AccessionNumber")
+        ),
+    )
 
     # Series.
-    series = db_session.execute(
-        select(Series).where(Series.series_instance_uid == parsed.series_instance_uid)
-    ).scalar_one_or_none()
+    series = _known.series(parsed.series_instance_uid)
     if series is None:
-        series = Series(
-            study_id=study.id,
-            series_instance_uid=parsed.series_instance_uid,
-            modality=_text(ds, "Modality", 16),
-            body_part_examined=_text(ds, "BodyPartExamined", 16),
-            laterality=_text(ds, "Laterality", 16),
-            series_number=_int(ds, "SeriesNumber"),
-            series_description=_text(ds, "SeriesDescription"),
-            protocol_name=_text(ds, "ProtocolName"),
-            station_name=_text(ds, "StationName", 16),
-            manufacturer=_text(ds, "Manufacturer"),
-            received_at=now,
-        )
-        db_session.add(series)
-        db_session.flush()
-    elif series.study_id != study.id:
+        found = connection.execute(
+            _FIND_SERIES, {"uid": parsed.series_instance_uid}
+        ).one_or_none()
+        series = (found.id, found.study_id) if found is not None else None
+    if series is None:
+        series_id = connection.execute(
+            _INSERT_SERIES,
+            dict(
+                study_id=study_id,
+                series_instance_uid=parsed.series_instance_uid,
+                modality=_text(ds, "Modality", 16),
+                body_part_examined=_text(ds, "BodyPartExamined", 16),
+                laterality=_text(ds, "Laterality", 16),
+                series_number=_int(ds, "SeriesNumber"),
+                series_description=_text(ds, "SeriesDescription"),
+                protocol_name=_text(ds, "ProtocolName"),
+                station_name=_text(ds, "StationName", 16),
+                manufacturer=_text(ds, "Manufacturer"),
+                received_at=now,
+            ),
+        ).scalar_one()
+    elif series[1] != study_id:
         raise Rejected(
             RejectReason.UID_CONFLICT,
             f"(0020,000E) Series Instance UID {parsed.series_instance_uid} already "
             "belongs to another study; the sending device reuses series UIDs",
             **_uids(parsed),
         )
+    else:
+        series_id = series[0]
+    _known.remember_series(
+        db_session, parsed.series_instance_uid, (series_id, study_id)
+    )
 
     # Instance.
-    instance = InstanceRow(
-        study_id=study.id,
-        series_id=series.id,
-        sop_instance_uid=parsed.sop_instance_uid,
-        sop_class_uid=parsed.sop_class_uid,
-        transfer_syntax_uid=parsed.transfer_syntax_uid,
-        instance_number=_int(ds, "InstanceNumber"),
-        view_position=_text(ds, "ViewPosition", 16),
-        image_laterality=_text(ds, "ImageLaterality", 16),
-        view_label=_view_label(ds),
-        number_of_frames=_int(ds, "NumberOfFrames"),
-        rows=_int(ds, "Rows"),
-        columns=_int(ds, "Columns"),
-        pixel_spacing=_text(ds, "PixelSpacing"),
-        imager_pixel_spacing=_text(ds, "ImagerPixelSpacing"),
-        photometric_interpretation=_text(ds, "PhotometricInterpretation", 16),
-        size_bytes=staged.size,
-        sha256=staged.sha256,
-        blob_key=parsed.blob_key,
-        source_ae_title=actor.source_ae_title,
-        received_at=now,
-    )
-    db_session.add(instance)
-    db_session.flush()
+    rows, columns = _int(ds, "Rows"), _int(ds, "Columns")
+    instance_id = connection.execute(
+        _INSERT_INSTANCE,
+        dict(
+            study_id=study_id,
+            series_id=series_id,
+            sop_instance_uid=parsed.sop_instance_uid,
+            sop_class_uid=parsed.sop_class_uid,
+            transfer_syntax_uid=parsed.transfer_syntax_uid,
+            instance_number=_int(ds, "InstanceNumber"),
+            view_position=_text(ds, "ViewPosition", 16),
+            image_laterality=_text(ds, "ImageLaterality", 16),
+            view_label=_view_label(ds),
+            number_of_frames=_int(ds, "NumberOfFrames"),
+            rows=rows,
+            columns=columns,
+            pixel_spacing=_text(ds, "PixelSpacing"),
+            imager_pixel_spacing=_text(ds, "ImagerPixelSpacing"),
+            photometric_interpretation=_text(ds, "PhotometricInterpretation", 16),
+            size_bytes=staged.size,
+            sha256=staged.sha256,
+            blob_key=parsed.blob_key,
+            source_ae_title=actor.source_ae_title,
+            received_at=now,
+        ),
+    ).scalar_one()
 
     # A report sent from outside (Encapsulated PDF, Structured Report) is
     # attached to its study as the study's report.
-    from fetlock.reporting.service import attach_external_report
+    from fetlock.reporting.service import (
+        attach_external_report,
+        is_report_sop_class,
+    )
 
-    attach_external_report(db_session, instance, actor=actor)
+    if is_report_sop_class(parsed.sop_class_uid):
+        instance = db_session.get(InstanceRow, instance_id)
+        assert instance is not None
+        attach_external_report(db_session, instance, actor=actor)
 
     # Work that follows: the study's thumbnail from its first image, and the
     # order check once the images stop arriving.
-    if study.thumbnail_blob_key is None and instance.is_image:
-        enqueue(db_session, "thumbnail", study_id=study.id)
-    enqueue(db_session, "study_settled", delay_s=SETTLE_DELAY_S, study_id=study.id)
-    return instance, study
+    study_key = parsed.study_instance_uid
+    if rows and columns and _follow_up.thumbnail_due(study_key, created=study_created):
+        enqueue(db_session, "thumbnail", study_id=study_id)
+    if _follow_up.settle_due(study_key):
+        enqueue(db_session, "study_settled", delay_s=SETTLE_DELAY_S, study_id=study_id)
+    return instance_id, study_id
+
+
+def _relink(
+    db_session: Session, study_id: int, accession: str, actor: audit.Actor
+) -> None:
+    from fetlock.imaging import linking
+
+    row = db_session.get(Study, study_id)
+    if row is not None and row.horse_id is None:
+        linking.relink_on_accession(db_session, row, accession, actor)
+
+
+@dataclass(frozen=True)
+class _KnownStudy:
+    id: int
+    linked: bool
+    accession_number: str | None
+
+
+class _KnownIds:
+    """Ids of studies and series this process has seen committed, by UID.
+
+    An instance's study and series are almost always ones its association
+    sent a moment ago; looking them up here saves two statements per
+    instance. Entries are added only when the transaction that read or wrote
+    them commits, and a UID's row never changes id, so an entry is never
+    wrong. ``linked`` may be out of date (staff may have linked the study
+    since); ``_relink`` reads the row before acting on it. The time each
+    study's ``last_received_at`` was last written is kept too, so that a
+    burst of images writes it about once a second rather than per image.
+    """
+
+    TOUCH_INTERVAL_S = 1.0
+    _PENDING = "fetlock.ingest.known"
+
+    def __init__(self, size: int = 4096) -> None:
+        self._lock = threading.Lock()
+        self._studies: OrderedDict[str, _KnownStudy] = OrderedDict()
+        self._series: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        self._touched: OrderedDict[str, float] = OrderedDict()
+        self._size = size
+        event.listen(Session, "after_commit", self._commit)
+        event.listen(Session, "after_rollback", self._rollback)
+
+    def study(self, uid: str) -> _KnownStudy | None:
+        with self._lock:
+            return self._studies.get(uid)
+
+    def series(self, uid: str) -> tuple[int, int] | None:
+        with self._lock:
+            return self._series.get(uid)
+
+    def touch_due(self, study_uid: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            last = self._touched.get(study_uid)
+            if last is not None and now - last < self.TOUCH_INTERVAL_S:
+                return False
+            _remember(self._touched, study_uid, now, self._size)
+            return True
+
+    def remember_study(self, db_session: Session, uid: str, study: _KnownStudy) -> None:
+        db_session.info.setdefault(self._PENDING, []).append(("study", uid, study))
+
+    def remember_series(
+        self, db_session: Session, uid: str, series: tuple[int, int]
+    ) -> None:
+        db_session.info.setdefault(self._PENDING, []).append(("series", uid, series))
+
+    def mark(self, db_session: Session) -> int:
+        return len(db_session.info.get(self._PENDING, ()))
+
+    def reset(self, db_session: Session, mark: int) -> None:
+        """Drop ids noted since ``mark`` (their savepoint was rolled back)."""
+        del db_session.info.get(self._PENDING, [])[mark:]
+
+    def forget(self, study_uid: str, series_uid: str) -> None:
+        with self._lock:
+            self._studies.pop(study_uid, None)
+            self._series.pop(series_uid, None)
+
+    def _commit(self, db_session: Session) -> None:
+        pending = db_session.info.pop(self._PENDING, None)
+        if not pending:
+            return
+        with self._lock:
+            for kind, uid, value in pending:
+                table = self._studies if kind == "study" else self._series
+                _remember(table, uid, value, self._size)
+
+    def _rollback(self, db_session: Session) -> None:
+        db_session.info.pop(self._PENDING, None)
+
+
+def _remember(table: OrderedDict[str, Any], key: str, value: Any, size: int) -> None:
+    table[key] = value
+    table.move_to_end(key)
+    while len(table) > size:
+        table.popitem(last=False)
+
+
+_known = _KnownIds()
+
+
+# Statements of the per-instance path, built once.
+_FIND_INSTANCE = select(InstanceRow.id).where(
+    InstanceRow.sop_instance_uid == bindparam("uid")
+)
+_FIND_STUDY = select(Study.id, Study.horse_id, Study.dicom_accession_number).where(
+    Study.study_instance_uid == bindparam("uid")
+)
+_TOUCH_STUDY = (
+    update(Study)
+    .where(Study.id == bindparam("b_id"))
+    .values(last_received_at=bindparam("b_now"))
+)
+_FIND_SERIES = select(Series.id, Series.study_id).where(
+    Series.series_instance_uid == bindparam("uid")
+)
+_INSERT_SERIES = insert(Series).returning(Series.id)
+_INSERT_INSTANCE = insert(InstanceRow).returning(InstanceRow.id)
+
+
+def _create_study(
+    db_session: Session, parsed: _Parsed, actor: audit.Actor, now: dt.datetime
+) -> int:
+    from fetlock.imaging import linking
+
+    ds = parsed.ds
+    study = Study(
+        study_instance_uid=parsed.study_instance_uid,
+        dicom_patient_id=_text(ds, "PatientID"),
+        dicom_patient_name=_text(ds, "PatientName", 200),
+        dicom_accession_number=_text(ds, "AccessionNumber"),
+        study_date=_text(ds, "StudyDate", 8),
+        study_time=_text(ds, "StudyTime", 16),
+        study_description=_text(ds, "StudyDescription"),
+        study_id=_text(ds, "StudyID", 16),
+        institution_name=_text(ds, "InstitutionName"),
+        source_ae_title=actor.source_ae_title,
+        received_at=now,
+        last_received_at=now,
+    )
+    db_session.add(study)
+    db_session.flush()
+    linking.link_new_study(db_session, study, actor)
+    return study.id
+
+
+class _FollowUp:
+    """Which follow-up jobs this process has recently enqueued, per study UID.
+
+    Enqueueing checks the job table, and a study's images arrive in bursts, so
+    the ingest path asks here first. This is a hint that saves statements, not
+    shared state: another node without the hint enqueues once more, and the
+    job table absorbs the duplicate. The settled check runs ``SETTLE_DELAY_S``
+    after it is enqueued and re-schedules itself while images keep arriving
+    (``Study.last_received_at``), so one enqueue per half delay is enough.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._lock = threading.Lock()
+        self._thumbnail: OrderedDict[str, None] = OrderedDict()
+        self._settle: OrderedDict[str, float] = OrderedDict()
+        self._size = size
+
+    def thumbnail_due(self, study_uid: str, *, created: bool) -> bool:
+        with self._lock:
+            if study_uid in self._thumbnail and not created:
+                return False
+            _remember(self._thumbnail, study_uid, None, self._size)
+            return True
+
+    def settle_due(self, study_uid: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            last = self._settle.get(study_uid)
+            if last is not None and now - last < SETTLE_DELAY_S / 2:
+                return False
+            _remember(self._settle, study_uid, now, self._size)
+            return True
+
+
+_follow_up = _FollowUp()

@@ -9,8 +9,10 @@ from sqlalchemy.orm import Session
 
 from fetlock.audit.service import Actor
 from fetlock.billing import hooks as billing_hooks
+from fetlock.db.base import utcnow
+from fetlock.imaging.ingest import SETTLE_DELAY_S
 from fetlock.imaging.study_models import Instance, Series, Study
-from fetlock.jobs import JobContext, job
+from fetlock.jobs import JobContext, enqueue, job
 
 logger = logging.getLogger(__name__)
 
@@ -79,12 +81,24 @@ def make_thumbnail(ctx: JobContext, *, study_id: int) -> None:
 def study_settled(ctx: JobContext, *, study_id: int) -> None:
     """Tell billing that a linked study's images have arrived.
 
-    Runs a few seconds after the study's last image (the enqueue is debounced),
-    and again if more images come later; the billing hook counts views, so it
-    sees the study as it now is each time.
+    Runs once no image has arrived for ``SETTLE_DELAY_S`` (it puts itself
+    back in the queue while they still do), and again if more images come
+    later; the billing hook counts views, so it sees the study as it now is.
     """
     study = ctx.db_session.get(Study, study_id)
-    if study is None or study.order_id is None:
+    if study is None:
+        return
+    quiet_s = (utcnow() - study.last_received_at).total_seconds()
+    if quiet_s < SETTLE_DELAY_S:
+        # Images are still arriving (ingest enqueues this only now and then).
+        enqueue(
+            ctx.db_session,
+            "study_settled",
+            delay_s=SETTLE_DELAY_S - quiet_s,
+            study_id=study_id,
+        )
+        return
+    if study.order_id is None:
         return
     ae_title = study.source_ae_title
     actor = Actor(
