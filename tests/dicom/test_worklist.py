@@ -197,6 +197,7 @@ def test_required_sps_keys_returned_even_when_not_asked(
     query.AccessionNumber = orders["nav"]
     item = Dataset()
     item.Modality = "DX"
+    item.ScheduledProtocolCodeSequence = []
     query.ScheduledProcedureStepSequence = [item]
 
     found = matches_of(find(dicom, query))
@@ -464,6 +465,7 @@ def test_edited_order_updates_item_in_place(
     query = sps_query()
     query.AccessionNumber = orders["nav"]
     query.ScheduledProcedureStepSequence[0].ScheduledProcedureStepID = ""
+    query.ScheduledProcedureStepSequence[0].ScheduledProtocolCodeSequence = []
     before = matches_of(find(dicom, query))[0]
     with database.session() as db_session:
         order = service.find_orders(db_session, accession_number=orders["nav"])[0]

@@ -30,6 +30,8 @@ import unicodedata
 from functools import lru_cache
 from typing import Any
 
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
@@ -342,12 +344,29 @@ def worklist_item(record: WorklistRecord, zone: dt.tzinfo) -> Attributes:
     return item
 
 
+@lru_cache(maxsize=512)
+def _tag_and_vr(keyword: str) -> tuple[int, str]:
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        raise ValueError(f"{keyword!r} is not a DICOM keyword in pydicom's dictionary")
+    return tag, dictionary_VR(tag)
+
+
 def to_dataset(attributes: Attributes) -> Dataset:
-    """Convert an attribute dictionary (sequences as lists) to a pydicom Dataset."""
+    """Convert an attribute dictionary (sequences as lists) to a pydicom Dataset.
+
+    None or an empty string gives a zero-length element. Elements are built
+    from a cached (tag, VR) per keyword, because the worklist converts
+    hundreds of items per query.
+    """
     ds = Dataset()
     for keyword, value in attributes.items():
+        tag, vr = _tag_and_vr(keyword)
         if isinstance(value, list):
-            setattr(ds, keyword, [to_dataset(item) for item in value])
-        else:
-            setattr(ds, keyword, value)
+            value = [to_dataset(item) for item in value]
+        elif value == "" and vr != "SQ":
+            value = None
+        elif value is None and vr == "SQ":
+            value = []
+        ds.add(DataElement(tag, vr, value))
     return ds

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.valuerep import PersonName
@@ -66,8 +66,9 @@ SPS_SEQUENCE = "ScheduledProcedureStepSequence"
 SPS_DATE = "ScheduledProcedureStepStartDate"
 SPS_TIME = "ScheduledProcedureStepStartTime"
 
-# Keys every response carries, requested or not: the Type 1 and R keys of
-# PS3.4 Table K.6-1 at the top level and inside the single SPS item.
+# Keys every response carries, requested or not: the R (required matching)
+# keys of PS3.4 Table K.6-1, and the SPS ID and description, which are Type 1
+# return keys of the single SPS item. Other keys come back only when requested.
 REQUIRED_TOP_LEVEL = ("PatientName", "PatientID")
 REQUIRED_SPS_ITEM = (
     "ScheduledStationAETitle",
@@ -76,10 +77,7 @@ REQUIRED_SPS_ITEM = (
     "Modality",
     "ScheduledPerformingPhysicianName",
     "ScheduledProcedureStepDescription",
-    "ScheduledStationName",
-    "ScheduledProcedureStepLocation",
     "ScheduledProcedureStepID",
-    "ScheduledProtocolCodeSequence",
 )
 
 QueryKeys = list[tuple[str, str, Any]]
@@ -328,15 +326,8 @@ def build_response(attributes: mapping.Attributes, character_set: str) -> Datase
     """Return the response Dataset, declaring and using ``character_set``."""
     if character_set == SpecificCharacterSet.LATIN1:
         attributes = _recode(attributes, to_latin1)
-    ds = Dataset()
+    ds = mapping.to_dataset(attributes)
     ds.SpecificCharacterSet = character_set
-    for keyword, value in attributes.items():
-        if isinstance(value, list):
-            setattr(ds, keyword, [mapping.to_dataset(item) for item in value])
-        elif value is None or value == "":
-            setattr(ds, keyword, None if dictionary_VR(keyword) != "SQ" else [])
-        else:
-            setattr(ds, keyword, value)
     return ds
 
 
