@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, select
 from tests.imaging_testdata import ACTOR, DR_STATION, EquinePractice, build_practice
 
+from fetlock.audit.service import events_for_horse
 from fetlock.auth.models import Role
 from fetlock.billing import hooks
 from fetlock.config import Settings
@@ -38,9 +39,9 @@ def order_count(database: Database) -> int:
         return db_session.execute(select(func.count(ImagingOrder.id))).scalar_one()
 
 
-def test_api_order_allocates_identifiers(
-    vet, practice: EquinePractice, settings: Settings
-) -> None:  # type: ignore[no-untyped-def]
+def test_api_order_allocates_identifiers(  # type: ignore[no-untyped-def]
+    vet, practice: EquinePractice, settings: Settings, database: Database
+) -> None:
     response = vet.post(
         f"/api/v1/horses/{practice.monty.id}/orders",
         json={
@@ -71,6 +72,10 @@ def test_api_order_allocates_identifiers(
     assert body["visit_id"] > 0
 
     by_id = vet.get(f"/api/v1/orders/{body['id']}").json()
+    with database.session() as db_session:
+        actions = [e.action for e in events_for_horse(db_session, practice.monty.id)]
+    assert "imaging_order.create" in actions
+    assert "imaging_order.view" in actions
     by_accession = vet.get(
         f"/api/v1/orders?accession={body['accession_number']}"
     ).json()

@@ -334,6 +334,7 @@ def order_page(
 ) -> Response:
     """Render one order (identifiers, views, step, MPPS) with edit and cancel."""
     order = service.get_order(db_session, order_id)
+    service.record_view(db_session, principal.actor, order)
     horse = practice.get_horse(db_session, order.horse_id)
     values: dict[str, Any] = {
         "procedure_code": order.procedure.code,
@@ -460,7 +461,9 @@ def api_get_order(
     principal: Principal = Depends(can_read),
     db_session: Session = Depends(get_db_session),
 ) -> OrderOut:
-    return order_out(service.get_order(db_session, order_id))
+    order = service.get_order(db_session, order_id)
+    service.record_view(db_session, principal.actor, order)
+    return order_out(order)
 
 
 @router.patch("/api/v1/orders/{order_id}", tags=["imaging"])

@@ -493,6 +493,19 @@ def get_order(db_session: Session, order_id: int) -> ImagingOrder:
     return order
 
 
+def record_view(db_session: Session, actor: audit.Actor, order: ImagingOrder) -> None:
+    """Audit that ``actor`` opened one order (the chart's polling is not audited)."""
+    audit.record(
+        db_session,
+        actor,
+        "imaging_order.view",
+        "imaging_order",
+        order.id,
+        horse_id=order.horse_id,
+        detail={"accession_number": order.accession_number},
+    )
+
+
 def find_orders(
     db_session: Session,
     *,
