@@ -1026,7 +1026,17 @@ function showError(error: unknown): void {
 function paneState(pane: Pane) {
   if (!pane.viewport.getImageData()) {
     // Nothing shown yet: camera and geometry are not defined.
-    return { imageId: null, rows: null, columns: null, caption: pane.source.caption };
+    const first = pane.source.images[pane.source.index] ?? pane.source.images[0];
+    return {
+      imageId: null,
+      studyInstanceUID: first.studyInstanceUID,
+      sopInstanceUID: first.sopInstanceUID,
+      rows: null,
+      columns: null,
+      fileRows: first.rows,
+      fileColumns: first.columns,
+      caption: pane.source.caption,
+    };
   }
   const imageId = pane.viewport.getCurrentImageId();
   const image = imageId ? cache.getImage(imageId) : undefined;

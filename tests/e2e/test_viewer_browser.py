@@ -258,7 +258,9 @@ def test_grid_and_one_click_comparison_with_prior(
 ) -> None:
     login(page, "vet")
     page.goto(live_server.url(f"/viewer/studies/{studies.views}"))
-    state = wait_first_image(page)
+    wait_first_image(page)
+    page.wait_for_function("window.fetlockViewer.state().panes.every(p => p.rows)")
+    state = viewer_state(page)
     assert state["layout"] == "grid"
     assert [p["fileColumns"] for p in state["panes"]] == [1000, 1200]
 
