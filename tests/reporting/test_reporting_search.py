@@ -126,6 +126,12 @@ class TestWords:
 
 
 class TestSearch:
+    @pytest.fixture(autouse=True, params=["small sets", "walk by date"])
+    def plan(self, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+        """Run each search twice: from the rarest part, and by date with probes."""
+        if request.param == "walk by date":
+            monkeypatch.setattr(search, "SMALL_SET", 1)
+
     def test_word_finds_coded_and_free_text_mentions(
         self, db_session: Session, library: Library
     ) -> None:

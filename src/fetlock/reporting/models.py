@@ -140,7 +140,14 @@ class Report(Base):
     __tablename__ = "report"
     __table_args__ = (
         UniqueConstraint("study_id", "version"),
-        Index("ix_report_signed_at", "signed_at"),
+        # Findings search walks current signed reports newest first.
+        Index(
+            "ix_report_current_signed",
+            "status",
+            "superseded_by_id",
+            "signed_at",
+            "id",
+        ),
         Index("ix_report_status_study", "status", "study_id"),
     )
 

@@ -58,7 +58,10 @@ _NON_WORD = re.compile(r"[^a-z0-9]+")
 # Words this short carry no meaning on their own ("of", "a") and match too much.
 MIN_TOKEN_LENGTH = 2
 # Results are counted up to this many, and the page shows "more than" beyond it.
-COUNT_CAP = 1000
+COUNT_CAP = 500
+# A query part matching fewer rows than this starts the search statement; the
+# database then sorts at most this many candidates.
+SMALL_SET = 10_000
 MAX_PAGE_SIZE = 100
 # The CSV export stops after this many rows.
 EXPORT_LIMIT = 10_000
@@ -245,15 +248,26 @@ def _word_range(table: Any, word: str) -> Any:
     return condition
 
 
-def _word_counts(db_session: Session, query_words: list[str]) -> list[tuple[int, str]]:
-    """Each word with the number of index entries it matches, fewest first."""
-    counted = []
-    for word in query_words:
-        entries = db_session.execute(
-            select(func.count()).where(_word_range(ReportSearchToken, word))
-        ).scalar_one()
-        counted.append((entries, word))
-    return sorted(counted)
+def _is_small(db_session: Session, rows: Any) -> bool:
+    """Return True when the SELECT ``rows`` has fewer than SMALL_SET rows.
+
+    The count stops at SMALL_SET, so a common word or filter costs no more
+    to check than a rare one.
+    """
+    bounded = rows.limit(SMALL_SET).subquery()
+    count = db_session.execute(select(func.count()).select_from(bounded)).scalar_one()
+    return bool(count < SMALL_SET)
+
+
+def _rarest_word(db_session: Session, query_words: list[str]) -> str | None:
+    """The first query word with fewer than SMALL_SET index entries, if any."""
+    for word in sorted(query_words, key=len, reverse=True):
+        entries = select(ReportSearchToken.report_id).where(
+            _word_range(ReportSearchToken, word)
+        )
+        if _is_small(db_session, entries):
+            return word
+    return None
 
 
 def _finding_filters(query: SearchQuery, finding: Any) -> list[Any]:
@@ -285,50 +299,49 @@ def _report_filters(query: SearchQuery) -> list[Any]:
 
 
 def _matches(db_session: Session, query: SearchQuery, zone: dt.tzinfo) -> Any:
-    """The matching reports' ``(id, signed_at)``, newest first.
+    """Select the matching reports' ``(id, signed_at)``, newest first.
 
-    The statement is driven by the most selective part of the query, so the
-    database reads only the candidates it has to:
+    The statement starts from the part of the query that leaves the fewest
+    candidates, because sorting a few thousand candidates is cheap and
+    sorting tens of thousands is not:
 
-    - with words, the index entries of the word with the fewest entries;
-      every other word is probed per candidate through the ``(report_id,
-      token)`` primary key, and coded filters through the finding rows of
-      that report. The index holds only current signed reports (an amended
-      version's words are removed when its amendment is signed).
-    - with coded filters and no words, the matching finding rows;
-    - otherwise the reports themselves, newest first.
+    - a word with fewer than SMALL_SET index entries: its entries;
+    - else coded filters matching fewer than SMALL_SET finding rows: those
+      rows;
+    - else the current signed reports, newest first, through the
+      ``(status, superseded_by_id, signed_at, id)`` index, so the database
+      stops after the rows the page and count need. Every part of the query
+      that did not start the statement is checked per candidate through an
+      index: words through the ``(report_id, token)`` primary key, coded
+      filters through the finding rows of that report.
+
+    The word index holds only current signed reports, because an amended
+    version's words are removed when its amendment is signed.
     """
     start, end = _zone_bounds(query, zone)
     finding = aliased(ReportFinding)
     finding_filters = _finding_filters(query, finding)
     report_filters = _report_filters(query)
     query_words = list(dict.fromkeys(words(query.text)))
+    driver_word = _rarest_word(db_session, query_words) if query_words else None
     statement: Any
     report_id: Any
     signed_at: Any
 
-    if query_words:
-        driver_word, *others = [w for _, w in _word_counts(db_session, query_words)]
+    if driver_word is not None:
         t1 = aliased(ReportSearchToken)
         statement = select(t1.report_id, t1.signed_at).where(
             _word_range(t1, driver_word)
         )
-        for word in others:
-            t2 = aliased(ReportSearchToken)
-            statement = statement.where(
-                exists().where(t2.report_id == t1.report_id, _word_range(t2, word))
-            )
         report_id, signed_at = t1.report_id, t1.signed_at
-        if finding_filters:
-            statement = statement.where(
-                exists().where(finding.report_id == t1.report_id, *finding_filters)
-            )
         if report_filters:
             statement = statement.join(Report, Report.id == t1.report_id).where(
                 *report_filters
             )
         statement = statement.distinct()
-    elif finding_filters:
+    elif finding_filters and _is_small(
+        db_session, select(finding.report_id).where(*finding_filters)
+    ):
         statement = (
             select(finding.report_id, Report.signed_at)
             .join(Report, Report.id == finding.report_id)
@@ -336,12 +349,25 @@ def _matches(db_session: Session, query: SearchQuery, zone: dt.tzinfo) -> Any:
             .distinct()
         )
         report_id, signed_at = finding.report_id, Report.signed_at
+        finding_filters = []
     else:
         statement = select(Report.id, Report.signed_at).where(
             *_current(), *report_filters
         )
         report_id, signed_at = Report.id, Report.signed_at
 
+    # Parts that did not start the statement: one index probe per candidate.
+    for word in query_words:
+        if word == driver_word:
+            continue
+        probe = aliased(ReportSearchToken)
+        statement = statement.where(
+            exists().where(probe.report_id == report_id, _word_range(probe, word))
+        )
+    if finding_filters:
+        statement = statement.where(
+            exists().where(finding.report_id == report_id, *finding_filters)
+        )
     if start is not None:
         statement = statement.where(signed_at >= start)
     if end is not None:

@@ -231,7 +231,11 @@ def upgrade() -> None:
             ["requesting_clinician_id"],
             unique=False,
         )
-        batch_op.create_index("ix_report_signed_at", ["signed_at"], unique=False)
+        batch_op.create_index(
+            "ix_report_current_signed",
+            ["status", "superseded_by_id", "signed_at", "id"],
+            unique=False,
+        )
         batch_op.create_index(
             batch_op.f("ix_report_signed_by_id"), ["signed_by_id"], unique=False
         )
@@ -354,7 +358,7 @@ def downgrade() -> None:
     with op.batch_alter_table("report", schema=None) as batch_op:
         batch_op.drop_index("ix_report_status_study")
         batch_op.drop_index(batch_op.f("ix_report_signed_by_id"))
-        batch_op.drop_index("ix_report_signed_at")
+        batch_op.drop_index("ix_report_current_signed")
         batch_op.drop_index(batch_op.f("ix_report_requesting_clinician_id"))
         batch_op.drop_index(batch_op.f("ix_report_order_id"))
         batch_op.drop_index(batch_op.f("ix_report_horse_id"))
