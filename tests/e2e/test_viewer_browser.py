@@ -494,3 +494,39 @@ def test_external_viewer_links_on_the_page(
     assert href.startswith("weasis://?%24dicom%3Ars")
     assert f"studyUID%3D{studies.single}" in href
     assert f"http%3A%2F%2F127.0.0.1%3A{live_server.base_url.rsplit(':', 1)[1]}" in href
+
+
+def test_radiologist_marks_key_image_in_draft(
+    page: Page,
+    live_server: LiveServer,
+    login: Callable[[Page, str], None],
+    studies: Studies,
+) -> None:
+    login(page, "radiologist")
+    page.goto(live_server.url(f"/viewer/studies/{studies.views}"))
+    wait_first_image(page)
+    config = page.evaluate(
+        "JSON.parse(document.getElementById('viewer-config').textContent)"
+    )
+    headers = {"X-CSRF-Token": config["csrfToken"]}
+
+    # With no draft report yet, the viewer says what to do first.
+    page.get_by_role("button", name="★ Key image").click()
+    status = page.locator("#viewer-status")
+    status.filter(has_text="no draft report").wait_for()
+
+    created = page.request.post(
+        live_server.url(config["keyImages"]["reportsUrl"]), headers=headers, data={}
+    )
+    assert created.status == 201, created.text()
+    report_id = created.json()["id"]
+
+    page.fill("#key-caption", "LF lateromedial")
+    page.get_by_role("button", name="★ Key image").click()
+    page.wait_for_function("window.fetlockViewer.state().keyImages.length === 1")
+    (sop,) = viewer_state(page)["keyImages"]
+    assert sop == viewer_state(page)["panes"][0]["sopInstanceUID"]
+
+    report = page.request.get(live_server.url(f"/api/v1/reports/{report_id}")).json()
+    marked = [(k["sop_instance_uid"], k["caption"]) for k in report["key_images"]]
+    assert marked == [(sop, "LF lateromedial")]
