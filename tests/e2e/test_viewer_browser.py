@@ -41,6 +41,7 @@ FIRST_IMAGE_MS = 60_000
 class Studies:
     horse_id: int
     single: str  # one calibrated radiograph, the full cat
+    small: str  # a 1200 x 1400 cut of it, where the size does not matter
     views: str  # two views of the left fore, for the hanging grid
     prior: str  # last year's left fore, no pixel spacing
     clip: str  # multi-frame ultrasound
@@ -89,6 +90,7 @@ def studies(
     result = Studies(
         horse_id=horse.id,
         single=radiographs(today_minus(1), [("LF-LM", None)]),
+        small=radiographs(today_minus(5), [("RF-LM", (1200, 1400))]),
         views=radiographs(
             today_minus(2), [("LF-LM", (1200, 1000)), ("LF-DP", (1000, 1200))]
         ),
@@ -268,7 +270,7 @@ def test_grid_and_one_click_comparison_with_prior(
     listed = page.locator("#priors li").evaluate_all(
         "items => items.map(i => i.dataset.studyUid)"
     )
-    assert listed == [studies.single, studies.prior, studies.clip]
+    assert listed == [studies.single, studies.small, studies.prior, studies.clip]
     page.locator(f"#priors li[data-study-uid='{studies.prior}'] [data-compare]").click()
     page.wait_for_function(
         "window.fetlockViewer.state().layout === 'compare'"
@@ -355,7 +357,7 @@ def test_phone_touch_pinch_pan_and_window(
     page.goto(live_server.url(f"/horses/{studies.horse_id}"))
     page.locator("#studies-section a[href^='/viewer/studies/']").first.wait_for()
     no_sideways_scroll(page)
-    page.goto(live_server.url(f"/viewer/studies/{studies.single}"))
+    page.goto(live_server.url(f"/viewer/studies/{studies.small}"))
     before = wait_first_image(page)["panes"][0]
     no_sideways_scroll(page)
 
@@ -381,9 +383,9 @@ def test_phone_touch_pinch_pan_and_window(
 
     # One finger in Pan mode drags the image, leaving the window alone.
     page.get_by_role("button", name="Pan").tap()
-    x0, y0 = page.evaluate("p => window.fetlockViewer.imageToPage(0, p)", [1536, 1307])
+    x0, y0 = page.evaluate("p => window.fetlockViewer.imageToPage(0, p)", [700, 600])
     gesture(page, [[(cx + 5 * i, cy) for i in range(10)]])
-    x1, y1 = page.evaluate("p => window.fetlockViewer.imageToPage(0, p)", [1536, 1307])
+    x1, y1 = page.evaluate("p => window.fetlockViewer.imageToPage(0, p)", [700, 600])
     assert x1 - x0 > 20, (x0, x1)
     assert viewer_state(page)["panes"][0]["voiRange"] == windowed["voiRange"]
 
@@ -406,16 +408,14 @@ def test_offline_reopens_study_from_device_then_logout_clears(
     page.wait_for_function(
         "navigator.serviceWorker.controller !== null", timeout=30_000
     )
-    open_from_chart(page, live_server, studies.horse_id, studies.single)
+    open_from_chart(page, live_server, studies.horse_id, studies.small)
     wait_first_image(page)
     page.wait_for_function(
         "window.fetlockViewer.state().offline.complete === true", timeout=60_000
     )
     # Visit the chart again so the page that lists offline studies is stored.
     page.goto(live_server.url(f"/horses/{studies.horse_id}"))
-    page.locator(
-        f"#offline-studies a[data-offline-study='{studies.single}']"
-    ).wait_for()
+    page.locator(f"#offline-studies a[data-offline-study='{studies.small}']").wait_for()
 
     context = page.context
     served: list[tuple[str, bool]] = []
@@ -427,16 +427,14 @@ def test_offline_reopens_study_from_device_then_logout_clears(
         )
         page.reload()
         assert page.evaluate("navigator.onLine") is False
-        link = page.locator(
-            f"#offline-studies a[data-offline-study='{studies.single}']"
-        )
+        link = page.locator(f"#offline-studies a[data-offline-study='{studies.small}']")
         link.wait_for()
         assert "No signal" in page.locator("#offline-studies h3").inner_text()
         link.click()
-        page.wait_for_url(f"**/viewer/studies/{studies.single}")
+        page.wait_for_url(f"**/viewer/studies/{studies.small}")
         state = wait_first_image(page)
         pane = state["panes"][0]
-        assert (pane["rows"], pane["columns"]) == (CAT_ROWS, CAT_COLUMNS)
+        assert (pane["rows"], pane["columns"]) == (1200, 1400)
         assert pane["imageQuality"] == 8
         assert canvas_stats(page)["lit"] > 0.2
         frames = [(url, sw) for url, sw in served if "/frames/" in url]
@@ -488,11 +486,11 @@ def test_external_viewer_links_on_the_page(
     studies: Studies,
 ) -> None:
     login(page, "vet")
-    page.goto(live_server.url(f"/viewer/studies/{studies.single}"))
+    page.goto(live_server.url(f"/viewer/studies/{studies.small}"))
     weasis = page.locator("#external-viewers a[data-viewer='Weasis']")
     href = weasis.get_attribute("href") or ""
     assert href.startswith("weasis://?%24dicom%3Ars")
-    assert f"studyUID%3D{studies.single}" in href
+    assert f"studyUID%3D{studies.small}" in href
     assert f"http%3A%2F%2F127.0.0.1%3A{live_server.base_url.rsplit(':', 1)[1]}" in href
 
 
