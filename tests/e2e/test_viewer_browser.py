@@ -528,3 +528,55 @@ def test_radiologist_marks_key_image_in_draft(
     report = page.request.get(live_server.url(f"/api/v1/reports/{report_id}")).json()
     marked = [(k["sop_instance_uid"], k["caption"]) for k in report["key_images"]]
     assert marked == [(sop, "LF lateromedial")]
+
+
+STORED_ON_DEVICE = """async () => {
+  const rows = await new Promise((resolve) => {
+    const open = indexedDB.open('fetlock-offline');
+    open.onsuccess = () => {
+      const store = open.result.transaction('studies').objectStore('studies');
+      const request = store.getAll();
+      request.onsuccess = () => resolve(request.result);
+    };
+  });
+  const cache = await caches.open('fetlock-studies');
+  const urls = (await cache.keys()).map(r => r.url);
+  return {rows, urls};
+}"""
+
+
+def test_budget_evicts_least_recently_viewed_study(
+    page: Page,
+    live_server: LiveServer,
+    login: Callable[[Page, str], None],
+    studies: Studies,
+) -> None:
+    login(page, "vet")
+    complete = "window.fetlockViewer.state().offline.complete === true"
+    page.goto(live_server.url(f"/viewer/studies/{studies.small}"))
+    wait_first_image(page)
+    page.wait_for_function(complete, timeout=60_000)
+    (first,) = page.evaluate(STORED_ON_DEVICE)["rows"]
+    assert first["studyUID"] == studies.small
+    assert first["bytes"] > 0
+
+    # A budget that holds the first study but not both.
+    page.evaluate(
+        """bytes => new Promise((resolve) => {
+          const open = indexedDB.open('fetlock-offline');
+          open.onsuccess = () => {
+            const tx = open.result.transaction('settings', 'readwrite');
+            tx.objectStore('settings').put({key: 'budgetBytes', value: bytes});
+            tx.oncomplete = () => resolve();
+          };
+        })""",
+        first["bytes"] + 1000,
+    )
+    page.goto(live_server.url(f"/viewer/studies/{studies.views}"))
+    wait_first_image(page)
+    page.wait_for_function(complete, timeout=60_000)
+
+    stored = page.evaluate(STORED_ON_DEVICE)
+    assert [row["studyUID"] for row in stored["rows"]] == [studies.views]
+    assert not [url for url in stored["urls"] if studies.small in url]
+    assert [url for url in stored["urls"] if studies.views in url]
