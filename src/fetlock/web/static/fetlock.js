@@ -35,6 +35,8 @@
   var DB_VERSION = 1;
   var CACHE_PREFIX = "fetlock-";
 
+  // NOTE: browsers run service workers only over HTTPS or on localhost, so a
+  // Fetlock served over plain HTTP on a network works online only.
   if ("serviceWorker" in navigator && window.isSecureContext) {
     window.addEventListener("load", function () {
       navigator.serviceWorker.register("/sw.js", { scope: "/" }).catch(function () {
