@@ -270,7 +270,9 @@ def test_grid_and_one_click_comparison_with_prior(
     listed = page.locator("#priors li").evaluate_all(
         "items => items.map(i => i.dataset.studyUid)"
     )
-    assert listed == [studies.single, studies.small, studies.prior, studies.clip]
+    ours = [studies.single, studies.small, studies.prior, studies.clip]
+    # The demo may give Blaze studies of its own; only these are ordered here.
+    assert [uid for uid in listed if uid in ours] == ours
     page.locator(f"#priors li[data-study-uid='{studies.prior}'] [data-compare]").click()
     page.wait_for_function(
         "window.fetlockViewer.state().layout === 'compare'"
