@@ -60,7 +60,7 @@ test-postgresql: install system-deps
 	@$(MAKE) --no-print-directory viewer
 	FETLOCK_TEST_DATABASE=postgresql $(BIN)/pytest
 
-test: install system-deps lint test-sqlite test-postgresql
+test: system-deps install lint test-sqlite test-postgresql
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
