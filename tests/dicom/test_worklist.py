@@ -394,6 +394,7 @@ def test_query_under_implicit_vr_little_endian(
     assert [str(ds.PatientName) for ds in found] == ["Müller^Monty"]
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR DA")
 def test_malformed_date_range_fails_without_items(
     dicom: DicomService, orders: dict[str, str]
 ) -> None:
@@ -407,6 +408,7 @@ def test_malformed_date_range_fails_without_items(
     assert identifier is None or "PatientName" not in identifier
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR DA")
 def test_malformed_date_failure_names_attribute(
     dicom: DicomService, orders: dict[str, str]
 ) -> None:
