@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy.orm import Session
 from tests.imaging_testdata import (
     EquinePractice,
     build_practice,
@@ -36,9 +35,3 @@ def dicom(scp_settings: Settings, database: Database) -> Iterator[DicomService]:
     service = start_dicom(scp_settings, database)
     yield service
     service.stop()
-
-
-@pytest.fixture
-def session(database: Database) -> Iterator[Session]:
-    with database.session() as db_session:
-        yield db_session
