@@ -432,3 +432,41 @@ def test_documents_job__writes_pdf_and_thumbnail(
     assert "Dr Jürgen Falk" in text
     thumbnail = b"".join(blobs.iter_chunks(report.thumbnail_blob_key or ""))
     assert thumbnail[:3] == b"\xff\xd8\xff"
+
+
+def test_documents_job__failure_retries_and_stays_pending(
+    db_session: Session,
+    case: ReadingCase,
+    run_jobs: Callable[[], int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fetlock.db.base import utcnow
+    from fetlock.reporting import jobs as reporting_jobs
+
+    report = _draft(db_session, case, _content(NAVICULAR))
+    _sign(db_session, case, report.id)
+    db_session.commit()
+
+    def broken(document: object) -> bytes:
+        raise RuntimeError("font file unreadable")
+
+    monkeypatch.setattr(reporting_jobs, "render_report_pdf", broken)
+    run_jobs()
+    db_session.expire_all()
+    assert db_session.get(type(report), report.id).document_status == "pending"  # type: ignore[union-attr]
+    job = db_session.execute(
+        select(Job).where(Job.name == service.DOCUMENTS_JOB)
+    ).scalar_one()
+    assert job.attempts == 1
+    assert job.state == "pending"
+    assert "font file unreadable" in (job.last_error or "")
+    shown = service.reports_for_horse(db_session, case.horse.id)
+    assert [(c.report.id, c.job_state) for c in shown] == [(report.id, "pending")]
+
+    # The next attempt, once rendering works again, writes the documents.
+    monkeypatch.undo()
+    job.run_after = utcnow()
+    db_session.commit()
+    assert run_jobs() >= 1
+    db_session.expire_all()
+    assert db_session.get(type(report), report.id).document_status == "ready"  # type: ignore[union-attr]
