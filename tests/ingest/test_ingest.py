@@ -180,6 +180,24 @@ def test_other_object_with_a_stored_uid_is_quarantined_never_overwrites(
     assert _count(database, Instance) == 1
 
 
+def test_stored_uid_arriving_in_another_study_is_quarantined(
+    database: Database, blobs: LocalBlobStore, make_instance: MakeInstance
+) -> None:
+    sop_uid = generate_uid()
+    original = make_instance(sop_uid=sop_uid)
+    elsewhere = make_instance(sop_uid=sop_uid)  # new study and series UIDs
+    store_instance(database, original, blobs=blobs, actor=MODALITY)
+
+    result = store_instance(database, elsewhere, blobs=blobs, actor=MODALITY)
+
+    assert result.reject is RejectReason.UID_CONFLICT
+    ds = pydicom.dcmread(elsewhere, stop_before_pixels=True)
+    key = instance_blob_key(ds.StudyInstanceUID, ds.SeriesInstanceUID, sop_uid)
+    assert not blobs.exists(key), "no blob may stay under the other study's key"
+    assert _count(database, Instance) == 1
+    assert _count(database, QuarantinedObject) == 1
+
+
 def test_blob_left_by_an_interrupted_store_is_indexed_on_retry(
     database: Database, blobs: LocalBlobStore, make_instance: MakeInstance
 ) -> None:

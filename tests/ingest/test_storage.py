@@ -19,7 +19,9 @@ def test_publish_makes_staged_bytes_appear_under_key(tmp_path: Path) -> None:
 
     assert store.open("dicom/1.2/1.3/1.4.dcm").read() == b"first object"
     assert staged.size == len(b"first object")
-    assert not staged.path.exists(), "the staging file is removed after publish"
+    store.discard(staged)
+    assert not staged.path.exists(), "discard removes the staging file"
+    assert store.open("dicom/1.2/1.3/1.4.dcm").read() == b"first object"
 
 
 def test_publish_never_replaces_a_stored_blob(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 SUCCESS = 0x0000
 # Largest PDU Fetlock receives; one PDU is held in memory at a time.
-MAXIMUM_PDU_SIZE = 1 << 20
+MAXIMUM_PDU_SIZE = 4 << 20
 # (0000,0902) Error Comment is LO: at most 64 characters (PS3.7 C.4.2.1.1).
 ERROR_COMMENT_MAX = 64
 

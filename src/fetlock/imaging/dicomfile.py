@@ -237,24 +237,56 @@ class _Walker:
         """Walk elements from ``position`` up to ``end`` or an item delimiter.
 
         Returns the position after the last element (after the delimiter).
+        The header of an element whose bytes are already in the window is
+        decoded inline: this loop runs for every element of every object.
         """
         if depth > MAX_DEPTH:
             raise MalformedFile(f"sequences nest deeper than {MAX_DEPTH} levels")
+        unpack_tag = self.tag_format.unpack_from
+        unpack_long = self.long_format.unpack_from
+        unpack_short = self.short_format.unpack_from
+        implicit = self.implicit
+        wanted = self.wanted if depth == 0 else frozenset()
+        size = self.size
         while position < end:
-            tag, length, vr, value_at = self._tag_and_length(position)
+            offset = position - self.window_start
+            window = self.window
+            if 0 <= offset and offset + 12 <= len(window):
+                group, element = unpack_tag(window, offset)
+                tag = (group << 16) | element
+                if group == 0xFFFE or implicit:
+                    length, vr, value_at = (
+                        unpack_long(window, offset + 4)[0],
+                        None,
+                        position + 8,
+                    )
+                else:
+                    vr = window[offset + 4 : offset + 6]
+                    if vr in LONG_VRS or not vr.isalpha():
+                        length, value_at = (
+                            unpack_long(window, offset + 8)[0],
+                            position + 12,
+                        )
+                    else:
+                        length, value_at = (
+                            unpack_short(window, offset + 6)[0],
+                            position + 8,
+                        )
+            else:
+                tag, length, vr, value_at = self._tag_and_length(position)
             if tag == ITEM_DELIMITER:
                 return value_at
-            if depth == 0 and tag in self.wanted:
+            if tag in wanted:
                 self._collect(tag, length, vr, value_at)
             if length == UNDEFINED_LENGTH:
                 position = self.items(value_at, tag, depth + 1)
                 continue
             position = value_at + length
-            if position > self.size:
+            if position > size:
                 raise MalformedFile(
                     f"the data set is truncated: element {_tag(tag)} at byte "
                     f"{value_at} declares {length} bytes but the file ends at byte "
-                    f"{self.size}"
+                    f"{size}"
                 )
         if position > end:
             raise MalformedFile(

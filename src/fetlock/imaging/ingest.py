@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from pydicom import dcmread
-from pydicom.datadict import tag_for_keyword
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
@@ -129,7 +129,8 @@ INDEX_KEYWORDS = (
 )
 
 
-INDEX_TAGS = frozenset(int(tag_for_keyword(k) or 0) for k in INDEX_KEYWORDS)
+INDEX_TAG_OF = {k: BaseTag(tag_for_keyword(k) or 0) for k in INDEX_KEYWORDS}
+INDEX_TAGS = frozenset(int(tag) for tag in INDEX_TAG_OF.values())
 
 
 class StoreStatus(enum.StrEnum):
@@ -220,7 +221,7 @@ class _Parsed:
 
     layout: Layout
     transfer_syntax_uid: str
-    ds: Dataset
+    ds: Dataset | _RawAttributes
     sop_class_uid: str
     sop_instance_uid: str
     study_instance_uid: str
@@ -338,10 +339,24 @@ def _store_staged(
     parsed = _parse(staged, label, transfer_syntax)
     if not parsed.layout.has_meta:
         wrapped = _wrap_bare_dataset(blobs, staged, parsed)
-        blobs.discard(staged)
-        staged = wrapped
-        parsed.layout = _layout_of(staged.path)
+        parsed.layout = _layout_of(wrapped.path)
+        try:
+            return _publish_and_index(
+                database_or_session, parsed, wrapped, blobs, actor, label
+            )
+        finally:
+            blobs.discard(wrapped)
+    return _publish_and_index(database_or_session, parsed, staged, blobs, actor, label)
 
+
+def _publish_and_index(
+    database_or_session: Database | Session,
+    parsed: _Parsed,
+    staged: StagedBlob,
+    blobs: BlobStore,
+    actor: audit.Actor,
+    label: str,
+) -> StoreResult:
     try:
         created = blobs.publish(staged, parsed.blob_key)
     except OSError as exc:
@@ -353,9 +368,13 @@ def _store_staged(
                 **_uids(parsed),
             ) from exc
         raise
-    # A concurrent store of the same study or series may insert it first, or
-    # a cached id may name a row that is gone; the retry reads afresh.
-    for attempt in (1, 2):
+    # The first attempt inserts a newly published object without looking for
+    # an indexed one first: the unique SOP Instance UID refuses a duplicate.
+    # That, a concurrent store of the same study or series, or a cached id
+    # naming a row that is gone all raise IntegrityError, and the next attempt
+    # reads afresh.
+    for attempt in (1, 2, 3):
+        optimistic = created and attempt == 1
         try:
             if isinstance(database_or_session, Session):
                 # A savepoint, so that a refusal leaves the caller's
@@ -372,16 +391,23 @@ def _store_staged(
                     )
             with database_or_session.session() as db_session:
                 return _index_or_compare(
-                    db_session, parsed, staged, blobs, actor, label, created
+                    db_session,
+                    parsed,
+                    staged,
+                    blobs,
+                    actor,
+                    label,
+                    created,
+                    optimistic=optimistic,
                 )
         except IntegrityError:
             _known.forget(parsed.study_instance_uid, parsed.series_instance_uid)
-            if attempt == 2:
+            if attempt == 3:
                 raise
-            logger.info(
-                "study %s changed while SOP Instance %s was indexed; indexing again",
-                parsed.study_instance_uid,
+            logger.debug(
+                "indexing SOP Instance %s again after a conflict (attempt %d)",
                 parsed.sop_instance_uid,
+                attempt,
             )
     raise AssertionError("unreachable")
 
@@ -433,12 +459,10 @@ def _parse(staged: StagedBlob, label: str, transfer_syntax: str | None) -> _Pars
                 for tag, element in (raw or {}).items()
                 if element is not None
             }
+            ds: Dataset | _RawAttributes
             if raw is not None and len(elements) == len(raw):
                 # The common case: the scan found every indexed attribute.
-                ds = Dataset(elements)
-                ds.set_original_encoding(
-                    syntax.is_implicit_VR, syntax.is_little_endian, None
-                )
+                ds = _RawAttributes(elements, syntax)
             else:
                 # Deflated, or a sequence such as View Code Sequence: pydicom.
                 fp.seek(0)
@@ -588,14 +612,22 @@ def _index_or_compare(
     actor: audit.Actor,
     label: str,
     created: bool,
+    *,
+    optimistic: bool = False,
 ) -> StoreResult:
     existing_id = (
-        db_session.connection()
+        None
+        if optimistic
+        else db_session.connection()
         .execute(_FIND_INSTANCE, {"uid": parsed.sop_instance_uid})
         .scalar_one_or_none()
     )
     existing = db_session.get(InstanceRow, existing_id) if existing_id else None
     if existing is not None:
+        if created and existing.blob_key != parsed.blob_key:
+            # The UID is indexed under another study or series: the blob just
+            # published under this object's own key is not needed.
+            blobs.delete(parsed.blob_key)
         return _compare_with_stored(
             db_session, parsed, staged, blobs, actor, label, existing
         )
@@ -740,7 +772,53 @@ def _chunks(stream: BinaryIO, size: int = 1 << 20) -> Iterator[bytes]:
         yield chunk
 
 
-def _get(ds: Dataset, keyword: str) -> Any:
+class _RawAttributes:
+    """The indexed attributes of one object, decoded on demand.
+
+    Plain ASCII values (UIDs, code strings, numbers, and names or texts with
+    no accented letters) are decoded here directly; anything else is left to
+    pydicom, which applies (0008,0005) Specific Character Set. pydicom's
+    element conversion was the largest single cost of indexing an instance.
+    """
+
+    _ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"})
+    _TEXT_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UT"})
+
+    def __init__(
+        self, elements: dict[BaseTag, DataElement | RawDataElement], syntax: UID
+    ) -> None:
+        self._elements = elements
+        self._syntax = syntax
+        self._unsigned_short = "<H" if syntax.is_little_endian else ">H"
+        self._dataset: Dataset | None = None
+
+    def get(self, keyword: str, default: Any = None) -> Any:
+        tag = INDEX_TAG_OF[keyword]
+        element = self._elements.get(tag)
+        if element is None:
+            return default
+        if isinstance(element, RawDataElement) and isinstance(element.value, bytes):
+            vr = element.VR or dictionary_VR(tag)
+            raw = element.value
+            if vr in self._ASCII_VRS or (vr in self._TEXT_VRS and raw.isascii()):
+                values = [v.strip(" \x00") for v in raw.decode("ascii").split("\\")]
+                if vr in ("IS", "US"):
+                    return int(values[0]) if values[0] else None
+                return values[0] if len(values) == 1 else values
+            if vr == "US" and len(raw) >= 2:
+                return struct.unpack(self._unsigned_short, raw[:2])[0]
+        return self._pydicom().get(keyword, default)
+
+    def _pydicom(self) -> Dataset:
+        if self._dataset is None:
+            self._dataset = Dataset(dict(self._elements))
+            self._dataset.set_original_encoding(
+                self._syntax.is_implicit_VR, self._syntax.is_little_endian, None
+            )
+        return self._dataset
+
+
+def _get(ds: Dataset | _RawAttributes, keyword: str) -> Any:
     """An attribute's value, or None when it is absent or cannot be decoded.
 
     A malformed optional attribute leaves a gap in the index; it does not
@@ -753,7 +831,9 @@ def _get(ds: Dataset, keyword: str) -> Any:
         return None
 
 
-def _text(ds: Dataset, keyword: str, max_length: int = 64) -> str | None:
+def _text(
+    ds: Dataset | _RawAttributes, keyword: str, max_length: int = 64
+) -> str | None:
     value = _get(ds, keyword)
     if value is None or value == "":
         return None
@@ -765,7 +845,7 @@ def _text(ds: Dataset, keyword: str, max_length: int = 64) -> str | None:
     return text[:max_length] or None
 
 
-def _int(ds: Dataset, keyword: str) -> int | None:
+def _int(ds: Dataset | _RawAttributes, keyword: str) -> int | None:
     value = _get(ds, keyword)
     if value is None or value == "":
         return None
@@ -775,7 +855,7 @@ def _int(ds: Dataset, keyword: str) -> int | None:
         return None
 
 
-def _view_label(ds: Dataset) -> str | None:
+def _view_label(ds: Dataset | _RawAttributes) -> str | None:
     sequence = _get(ds, "ViewCodeSequence")
     if sequence:
         meaning = sequence[0].get("CodeMeaning")

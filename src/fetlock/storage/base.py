@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -31,12 +32,28 @@ class StagedBlob:
 
     ``owned`` is True when the store created ``path`` and must remove it on
     ``discard``; a consumed temporary file of the caller is left to its owner.
+    A store may still be hashing the bytes and making them durable when
+    ``stage`` returns (``pending``), so that the caller can read the file in
+    the meantime; ``sha256`` and ``wait_durable`` wait for that work.
     """
 
     path: Path
     size: int
-    sha256: str
+    digest: str | None = None
     owned: bool = True
+    pending: Future[str] | None = field(default=None, repr=False)
+
+    @property
+    def sha256(self) -> str:
+        self.wait_durable()
+        assert self.digest is not None
+        return self.digest
+
+    def wait_durable(self) -> None:
+        """Block until the bytes are hashed and on stable storage."""
+        if self.pending is not None:
+            self.digest = self.pending.result()
+            self.pending = None
 
 
 def check_key(key: str) -> str:
@@ -67,7 +84,10 @@ class BlobStore(Protocol):
         ...
 
     def publish(self, staged: StagedBlob, key: str) -> bool:
-        """Store ``staged`` under ``key``; False (nothing changed) if it exists."""
+        """Store ``staged`` under ``key``; False (nothing changed) if it exists.
+
+        The staged copy stays readable until ``discard``.
+        """
         ...
 
     def discard(self, staged: StagedBlob) -> None:

@@ -35,8 +35,10 @@ logger = logging.getLogger(__name__)
 
 # Read and write buffer for copies and hashing.
 CHUNK_SIZE = 1 << 20
-# Threads that fsync while the caller hashes; a few, for concurrent stores.
-_FSYNC_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fetlock-fsync")
+# Threads that hash and fsync adopted files while the caller reads them, and
+# that fsync while they hash; a few each, for concurrent associations.
+_BACKGROUND = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fetlock-stage")
+_FSYNC = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fetlock-fsync")
 STAGING_DIR = ".staging"
 
 
@@ -83,7 +85,7 @@ class LocalBlobStore:
         except BaseException:
             path.unlink(missing_ok=True)
             raise
-        return StagedBlob(path=path, size=size, sha256=digest.hexdigest())
+        return StagedBlob(path=path, size=size, digest=digest.hexdigest())
 
     def _same_device(self, path: Path) -> bool:
         try:
@@ -93,26 +95,23 @@ class LocalBlobStore:
 
     def _adopt(self, path: Path) -> StagedBlob:
         # The caller's temporary file is on our filesystem: hash it and make it
-        # durable in place; publish then links it without copying the bytes.
-        # fsync and hashing both release the GIL, so they run side by side.
-        digest = hashlib.sha256()
-        size = 0
-        with open(path, "rb") as src:
-            synced = _FSYNC_POOL.submit(os.fsync, src.fileno())
-            while chunk := src.read(CHUNK_SIZE):
-                digest.update(chunk)
-                size += len(chunk)
-            synced.result()
-        return StagedBlob(path=path, size=size, sha256=digest.hexdigest(), owned=False)
+        # durable in place, in the background while the caller reads it;
+        # publish then links it without copying the bytes.
+        return StagedBlob(
+            path=path,
+            size=os.stat(path).st_size,
+            owned=False,
+            pending=_BACKGROUND.submit(_hash_and_sync, path),
+        )
 
     def publish(self, staged: StagedBlob, key: str) -> bool:
+        staged.wait_durable()
         final = self._path(key)
         self._make_parents(final.parent)
         try:
             os.link(staged.path, final)
         except FileExistsError:
             return False
-        self.discard(staged)
         return True
 
     def discard(self, staged: StagedBlob) -> None:
@@ -187,6 +186,17 @@ class LocalBlobStore:
         if removed:
             logger.info("removed %d unfinished staging files from %s", removed, self)
         return removed
+
+
+def _hash_and_sync(path: Path) -> str:
+    """Hash a file and fsync it; both release the GIL, so they overlap."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as src:
+        synced = _FSYNC.submit(os.fsync, src.fileno())
+        while chunk := src.read(CHUNK_SIZE):
+            digest.update(chunk)
+        synced.result()
+    return digest.hexdigest()
 
 
 def _copy(src: BinaryIO, out: BinaryIO, digest: hashlib._Hash) -> int:
