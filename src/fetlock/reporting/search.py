@@ -259,15 +259,17 @@ def _is_small(db_session: Session, rows: Any) -> bool:
     return bool(count < SMALL_SET)
 
 
-def _rarest_word(db_session: Session, query_words: list[str]) -> str | None:
-    """The first query word with fewer than SMALL_SET index entries, if any."""
-    for word in sorted(query_words, key=len, reverse=True):
-        entries = select(ReportSearchToken.report_id).where(
-            _word_range(ReportSearchToken, word)
+def _small_words(db_session: Session, query_words: list[str]) -> dict[str, bool]:
+    """Map each query word to whether it has fewer than SMALL_SET index entries."""
+    return {
+        word: _is_small(
+            db_session,
+            select(ReportSearchToken.report_id).where(
+                _word_range(ReportSearchToken, word)
+            ),
         )
-        if _is_small(db_session, entries):
-            return word
-    return None
+        for word in query_words
+    }
 
 
 def _finding_filters(query: SearchQuery, finding: Any) -> list[Any]:
@@ -310,10 +312,11 @@ def _matches(db_session: Session, query: SearchQuery, zone: dt.tzinfo) -> Any:
       rows;
     - else the current signed reports, newest first, through the
       ``(status, superseded_by_id, signed_at, id)`` index, so the database
-      stops after the rows the page and count need. Every part of the query
-      that did not start the statement is checked per candidate through an
-      index: words through the ``(report_id, token)`` primary key, coded
-      filters through the finding rows of that report.
+      stops after the rows the page and count need. The other parts of the
+      query are checked per candidate through an index (common words
+      through the ``(report_id, token)`` primary key, coded filters through
+      the finding rows of that report), or, for a small word, against its
+      list of reports read once.
 
     The word index holds only current signed reports, because an amended
     version's words are removed when its amendment is signed.
@@ -323,7 +326,9 @@ def _matches(db_session: Session, query: SearchQuery, zone: dt.tzinfo) -> Any:
     finding_filters = _finding_filters(query, finding)
     report_filters = _report_filters(query)
     query_words = list(dict.fromkeys(words(query.text)))
-    driver_word = _rarest_word(db_session, query_words) if query_words else None
+    small = _small_words(db_session, query_words)
+    # The longest small word is usually the rarest.
+    driver_word = max((w for w in query_words if small[w]), key=len, default=None)
     statement: Any
     report_id: Any
     signed_at: Any
@@ -356,14 +361,25 @@ def _matches(db_session: Session, query: SearchQuery, zone: dt.tzinfo) -> Any:
         )
         report_id, signed_at = Report.id, Report.signed_at
 
-    # Parts that did not start the statement: one index probe per candidate.
+    # Words that did not start the statement: a small word's reports are read
+    # once as a list; a common word is probed per candidate through the
+    # (report_id, token) primary key.
     for word in query_words:
         if word == driver_word:
             continue
         probe = aliased(ReportSearchToken)
-        statement = statement.where(
-            exists().where(probe.report_id == report_id, _word_range(probe, word))
-        )
+        if small[word]:
+            # The ids themselves, not a subquery: with a subquery PostgreSQL
+            # misjudges a narrow token range as one row and rescans it for
+            # every candidate.
+            listed = db_session.execute(
+                select(probe.report_id).where(_word_range(probe, word)).distinct()
+            ).scalars()
+            statement = statement.where(report_id.in_(list(listed)))
+        else:
+            statement = statement.where(
+                exists().where(probe.report_id == report_id, _word_range(probe, word))
+            )
     if finding_filters:
         statement = statement.where(
             exists().where(finding.report_id == report_id, *finding_filters)
