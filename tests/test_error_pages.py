@@ -25,3 +25,16 @@ def test_anonymous_page_redirects_to_login(client: TestClient) -> None:
     response = client.get("/horses/1", follow_redirects=False)
     assert response.status_code == 303
     assert response.headers["location"] == "/login?next=/horses/1"
+
+
+def test_id_beyond_integer_range_is_422(login_as) -> None:  # type: ignore[no-untyped-def]
+    vet = login_as(Role.VETERINARIAN)
+    response = vet.get("/api/v1/horses/99999999999999999999")
+    assert response.status_code == 422
+    assert "out of range" in response.json()["detail"]
+
+
+def test_nul_character_in_search_is_not_500(login_as) -> None:  # type: ignore[no-untyped-def]
+    vet = login_as(Role.VETERINARIAN)
+    response = vet.get("/api/v1/horses", params={"q": "a\x00b"})
+    assert response.status_code in (200, 422)

@@ -159,13 +159,27 @@ class TestOwnership:
             later,
             [service.ShareInput(owners["munoz"].id, FULL_SHARE)],
         )
-        # A correction back-dated before the last change supersedes it.
+        # A back-dated change is refused while a later change exists ...
+        with pytest.raises(Conflict) as raised:
+            service.set_owners_from(
+                db_session,
+                actor,
+                horse,
+                dt.date(2023, 1, 1),
+                [service.ShareInput(owners["oakridge"].id, FULL_SHARE)],
+            )
+        assert "2024-01-01" in raised.value.message
+        assert _shares(service.owners_on(db_session, horse, later)) == [
+            ("José Muñoz", FULL_SHARE)
+        ]
+        # ... and supersedes it once the caller confirms.
         service.set_owners_from(
             db_session,
             actor,
             horse,
             dt.date(2023, 1, 1),
             [service.ShareInput(owners["oakridge"].id, FULL_SHARE)],
+            replace_later=True,
         )
         assert _shares(service.owners_on(db_session, horse, later)) == [
             ("Oakridge Racing Syndicate", FULL_SHARE)
@@ -238,6 +252,7 @@ class TestOwnership:
                     service.ShareInput(c.id, s)
                     for c, s in zip(chosen, shares, strict=True)
                 ],
+                replace_later=True,
             )
             history = service.ownership_history(db_session, horse_owned_by_muller)
             service.check_shares(history)

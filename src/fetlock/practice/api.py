@@ -188,10 +188,14 @@ def api_change_ownership(
     request: Request,
     horse_id: int,
     body: OwnershipChange,
+    replace_later: bool = False,
     principal: Principal = Depends(can_register),
     db_session: Session = Depends(get_db_session),
 ) -> OwnershipOut:
     """Set the owners from ``effective_from`` on, closing the rows in force then.
+
+    Changes dated after ``effective_from`` make this a 409 unless
+    ``replace_later=true`` confirms that they are to be replaced.
 
     Shares must add up to 100 % at every date, or nothing changes.
     """
@@ -202,6 +206,7 @@ def api_change_ownership(
         horse,
         body.effective_from,
         [service.ShareInput(o.client_id, o.share) for o in body.owners],
+        replace_later=replace_later,
     )
     return api_get_ownership(
         request, horse_id, body.effective_from, principal, db_session

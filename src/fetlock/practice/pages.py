@@ -581,6 +581,7 @@ def ownership_form(
             horse,
             change.effective_from,
             [service.ShareInput(o.client_id, o.share) for o in change.owners],
+            replace_later=form.get("replace_later") == "on",
         )
     except (ValidationError, DomainError) as exc:
         db_session.rollback()

@@ -267,16 +267,30 @@ def set_owners_from(
     horse: Horse,
     day: dt.date,
     shares: Sequence[ShareInput],
+    *,
+    replace_later: bool = False,
 ) -> list[Ownership]:
     """From ``day`` on, the owners of ``horse`` are exactly ``shares``.
 
-    Rows in force on ``day`` are closed at ``day``; rows that start on or after
-    ``day`` are replaced. The result is checked so shares add up to 100 % at
-    every date; on failure nothing is changed.
+    Rows in force on ``day`` are closed at ``day`` and rows that start on
+    ``day`` are replaced. Rows that start after ``day`` are replaced only with
+    ``replace_later=True``, because that erases recorded history; otherwise
+    the change raises ``Conflict`` naming their dates. The result is checked
+    so shares add up to 100 % at every date; on failure nothing is changed.
     """
     _validate_share_inputs(db_session, shares, day)
 
     existing = ownership_history(db_session, horse)
+    later = sorted({r.effective_from for r in existing if r.effective_from > day})
+    if later and not replace_later:
+        dates = ", ".join(d.isoformat() for d in later)
+        raise Conflict(
+            f"ownership changes recorded from {dates} come after {day.isoformat()}; "
+            "date this change on or after the last one, or confirm that the later "
+            "changes are to be replaced",
+            field="effective_from",
+            value=day.isoformat(),
+        )
     kept: list[Ownership] = []
     closed: list[tuple[Ownership, dt.date | None]] = []
     replaced: list[Ownership] = []

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fetlock.auth.deps import LoginRequired
+
+logger = logging.getLogger(__name__)
 
 
 class DomainError(Exception):
@@ -106,6 +110,27 @@ def install_error_handlers(app: FastAPI) -> None:
                 {"field": exc.field, "value": exc.value, "message": exc.message}
             ]
         return JSONResponse(body, status_code=exc.status_code)
+
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(sa_exc.DataError)
+    @app.exception_handler(sa_exc.StatementError)
+    async def _unstorable(request: Request, exc: Exception) -> Response:
+        # An id beyond the database's integer range, or text with a NUL byte,
+        # fails inside the driver; the request's transaction is rolled back.
+        if isinstance(exc, sa_exc.StatementError) and not isinstance(
+            exc, sa_exc.DataError
+        ):
+            if not isinstance(exc.orig, ValueError | OverflowError):
+                raise exc
+        cause = exc.orig if isinstance(exc, sa_exc.StatementError) else exc
+        logger.info("rejected a value the database cannot store: %s", cause)
+        message = (
+            "a value in the request cannot be stored: a number is out of range "
+            "or a text contains a NUL character; correct the value and retry"
+        )
+        if _wants_page(request):
+            return _error_page(request, 422, message)
+        return JSONResponse({"detail": message}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:

@@ -8,7 +8,15 @@
   function refresh(element) {
     var url = element.getAttribute("data-refresh");
     fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
-      .then(function (response) { return response.ok ? response.text() : null; })
+      .then(function (response) {
+        // An ended session redirects fragments to the login page: reload the
+        // whole page so the user sees the login form once, not in each section.
+        if (response.redirected && new URL(response.url).pathname === "/login") {
+          window.location.reload();
+          return null;
+        }
+        return response.ok ? response.text() : null;
+      })
       .then(function (html) {
         if (html !== null && html !== element.innerHTML) { element.innerHTML = html; }
       })
