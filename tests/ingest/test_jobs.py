@@ -222,6 +222,46 @@ def test_job_left_running_by_a_crash_runs_again_after_restart(
     assert _jobs(database) == []
 
 
+def test_job_of_a_dead_worker_on_this_host_is_taken_back_at_start(
+    database: Database, settings: Settings
+) -> None:
+    import socket
+    import subprocess
+
+    dead_pid = subprocess.Popen(["true"])
+    dead_pid.wait()
+    client_id = _make_client(database)
+    with database.session() as db_session:
+        enqueue(db_session, "test.record", client_id=client_id)
+    with database.session() as db_session:
+        dead_worker = f"{socket.gethostname()}:{dead_pid.pid}:0dead000"
+        assert claim.claim_due(db_session, dead_worker, utcnow(), 3600) is not None
+
+    restarted = Worker(database, settings)
+
+    assert restarted.recover() == 1
+    assert restarted.run_pending() == 1
+    assert _jobs(database) == []
+
+
+def test_job_of_a_live_worker_elsewhere_is_left_alone(
+    database: Database, settings: Settings
+) -> None:
+    with database.session() as db_session:
+        enqueue(db_session, "test.record", client_id=1)
+    with database.session() as db_session:
+        claim.claim_due(db_session, "other-host:1:abcdef00", utcnow(), 3600)
+
+    released = Worker(database, settings).recover()
+
+    (row,) = _jobs(database)
+    if database.is_sqlite:
+        # One worker per SQLite database: every running job is an orphan.
+        assert (released, row.state) == (1, JobState.PENDING)
+    else:
+        assert (released, row.state) == (0, JobState.RUNNING)
+
+
 def _expire_leases(database: Database) -> None:
     with database.session() as db_session:
         for row in db_session.execute(select(Job)).scalars():

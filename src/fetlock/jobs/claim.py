@@ -54,6 +54,32 @@ def release_expired(db_session: Session, now: dt.datetime) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def running_claimants(db_session: Session) -> list[str]:
+    """Worker ids that hold running jobs."""
+    return [
+        claimed_by
+        for claimed_by in db_session.execute(
+            select(Job.claimed_by).where(Job.state == JobState.RUNNING).distinct()
+        ).scalars()
+        if claimed_by
+    ]
+
+
+def release_claimed_by(
+    db_session: Session, worker_ids: list[str], now: dt.datetime
+) -> int:
+    """Return the running jobs of workers known to be dead to the queue."""
+    if not worker_ids:
+        return 0
+    result = db_session.execute(
+        update(Job)
+        .where(Job.state == JobState.RUNNING, Job.claimed_by.in_(worker_ids))
+        .values(state=JobState.PENDING, lease_until=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def release_all_running(db_session: Session, now: dt.datetime) -> int:
     """Return every running job to the queue (single-worker SQLite start-up)."""
     result = db_session.execute(

@@ -2,8 +2,9 @@
 
 ``fetlock serve`` runs one worker beside the web app. On SQLite it is the
 only worker, so at start it returns every job left ``running`` by a crash to
-the queue; on PostgreSQL other workers may be alive, so only jobs whose lease
-ran out are taken back.
+the queue. On PostgreSQL other workers may be alive: a starting worker takes
+back the jobs of workers on its own host whose process is gone, and any
+worker takes back jobs whose lease ran out.
 """
 
 from __future__ import annotations
@@ -100,7 +101,13 @@ class Worker:
             if self.database.is_sqlite:
                 released = claim.release_all_running(db_session, now)
             else:
-                released = claim.release_expired(db_session, now)
+                dead = [
+                    worker_id
+                    for worker_id in claim.running_claimants(db_session)
+                    if _dead_on_this_host(worker_id)
+                ]
+                released = claim.release_claimed_by(db_session, dead, now)
+                released += claim.release_expired(db_session, now)
         if released:
             logger.info("returned %d interrupted jobs to the queue", released)
         return released
@@ -217,6 +224,24 @@ class Worker:
                 job.run_after = now + dt.timedelta(
                     seconds=backoff_seconds(job.attempts)
                 )
+
+
+def _dead_on_this_host(worker_id: str) -> bool:
+    """True if ``worker_id`` names a process on this host that has exited."""
+    host, _, rest = worker_id.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False  # another worker of this process, alive
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _error_text(exc: BaseException) -> str:
