@@ -659,3 +659,29 @@ class TestNotes:
             ("note.update", visit.horse_id),
             ("note.sign", visit.horse_id),
         ]
+
+
+class TestUniqueIdentifiers:
+    def test_duplicate_microchip_is_rejected(
+        self, db_session: Session, actor: Actor
+    ) -> None:
+        first = service.create_horse(
+            db_session, actor, barn_name="Monty", microchip="826041000007919"
+        )
+        with pytest.raises(Conflict) as raised:
+            service.create_horse(
+                db_session, actor, barn_name="Copy", microchip="826041000007919"
+            )
+        assert first.patient_id in raised.value.message
+        assert raised.value.field == "microchip"
+
+    def test_horse_may_keep_its_own_microchip(
+        self, db_session: Session, actor: Actor
+    ) -> None:
+        horse = service.create_horse(
+            db_session, actor, barn_name="Monty", microchip="826041000007919"
+        )
+        service.update_horse(
+            db_session, actor, horse, microchip="826041000007919", colour="bay"
+        )
+        assert horse.colour == "bay"

@@ -579,8 +579,36 @@ def _check_client(client: Client) -> None:
         )
 
 
+def _check_unique_identifiers(
+    db_session: Session, fields: Mapping[str, object], horse_id: int | None
+) -> None:
+    """Reject a microchip or UELN that another horse already carries.
+
+    Both travel to modalities as Other Patient IDs, so a duplicate would let
+    images of one horse match another.
+    """
+    for name in ("microchip", "ueln"):
+        value = fields.get(name)
+        if not value:
+            continue
+        column = getattr(Horse, name)
+        query = select(Horse).where(column == value)
+        if horse_id is not None:
+            query = query.where(Horse.id != horse_id)
+        other = db_session.execute(query.limit(1)).scalar_one_or_none()
+        if other is not None:
+            label = "microchip" if name == "microchip" else "UELN"
+            raise Conflict(
+                f"{label} {value} already belongs to {other.barn_name} "
+                f"({other.patient_id}); check the number or edit that horse",
+                field=name,
+                value=value,
+            )
+
+
 def create_horse(db_session: Session, actor: audit.Actor, **fields: object) -> Horse:
     """Create a horse with a new permanent Patient ID and audit it."""
+    _check_unique_identifiers(db_session, fields, None)
     horse = Horse(**fields)
     horse.patient_id = allocate_patient_id(db_session)
     db_session.add(horse)
@@ -609,6 +637,7 @@ def update_horse(
             value=fields["patient_id"],
         )
     fields.pop("patient_id", None)
+    _check_unique_identifiers(db_session, fields, horse.id)
     changed = _assign(horse, fields)
     db_session.flush()
     if changed:
