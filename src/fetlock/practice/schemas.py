@@ -77,9 +77,11 @@ def parse_percent(text: str, *, field: str) -> int:
     try:
         number = Decimal(cleaned)
     except InvalidOperation:
+        number = Decimal("NaN")
+    if not number.is_finite():
         raise ValueError(
             f"{field}: {text!r} is not a percentage; enter a number such as 50 or 33.33"
-        ) from None
+        )
     hundredths = number * 100
     if hundredths != hundredths.to_integral_value():
         raise ValueError(
