@@ -47,7 +47,13 @@ from fetlock.imaging.study_models import Instance, Study
 from fetlock.jobs.models import Job
 from fetlock.storage import get_blob_store
 
-pytestmark = pytest.mark.dcmtk
+pytestmark = [
+    pytest.mark.dcmtk,
+    pytest.mark.skipif(
+        not all(shutil.which(t) for t in ("storescu", "dcmsend", "echoscu", "ffmpeg")),
+        reason="DCMTK's storescu, dcmsend and echoscu, and ffmpeg, are needed",
+    ),
+]
 
 DEID_DATA = Path(pydicom.__file__).parents[1] / "deid_data" / "data"
 DCMTK_ENV = dict(os.environ, TCP_NODELAY="1")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -40,7 +41,13 @@ from fetlock.db.session import Database
 from fetlock.dicom.server import DicomService
 from fetlock.jobs.worker import Worker
 
-pytestmark = pytest.mark.dcmtk
+pytestmark = [
+    pytest.mark.dcmtk,
+    pytest.mark.skipif(
+        shutil.which("findscu") is None or shutil.which("storescu") is None,
+        reason="DCMTK's findscu and storescu are needed",
+    ),
+]
 
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 # What the plate software writes in (0018,1400) for each view it takes.

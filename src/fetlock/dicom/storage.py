@@ -1,8 +1,8 @@
 """Storage SOP Class SCP (C-STORE, PS3.4 Annex B).
 
-Accepts every storage SOP class pynetdicom knows (radiography, ultrasound,
+Accepts every storage SOP class pynetdicom lists (radiography, ultrasound,
 CT, endoscopy and video, secondary capture, encapsulated PDF, structured
-reports and the rest) in every transfer syntax pydicom knows, compressed and
+reports and the rest) in every transfer syntax pydicom defines, compressed and
 video ones included, each as the modality offers it: pynetdicom takes the
 first of the proposed transfer syntaxes that is supported, and all are.
 
@@ -80,7 +80,7 @@ def _storage_contexts() -> tuple[PresentationContext, ...]:
 def _context_in_order(
     abstract_syntax: str, offered: tuple[str, ...]
 ) -> PresentationContext:
-    """A storage context whose transfer syntaxes follow the requestor's order."""
+    """Build a storage context whose transfer syntaxes follow the request."""
     ordered = [ts for ts in offered if ts in TRANSFER_SYNTAXES]
     ordered += [ts for ts in TRANSFER_SYNTAXES if ts not in ordered]
     return build_context(abstract_syntax, ordered)
@@ -122,8 +122,8 @@ def _prefer_offered_transfer_syntaxes(event: evt.Event) -> None:
     pynetdicom picks, for a proposed presentation context, the first of the
     acceptor's transfer syntaxes that the requestor also proposed (PS3.8 9.3.2.2
     leaves the choice to the acceptor). A modality that proposes JPEG 2000
-    then Explicit VR Little Endian in one context wants to send JPEG 2000, and
-    may not be able to decompress at all; so before negotiation, the storage
+    then Explicit VR Little Endian in one context means to send JPEG 2000, and
+    may not be able to decompress at all. So before negotiation, the storage
     contexts are reordered to follow the requestor's own order.
     """
     assoc = event.assoc
@@ -209,7 +209,7 @@ def _store(event: evt.Event, context: ScpContext) -> int | Dataset:
         )
     except Exception:
         logger.exception(
-            "C-STORE of SOP Instance %s from %s failed; answered A700 so that the "
+            "C-STORE of SOP Instance %s from %s failed; responded A700 so that the "
             "modality sends it again",
             sop_instance_uid,
             ae_title,
@@ -219,11 +219,11 @@ def _store(event: evt.Event, context: ScpContext) -> int | Dataset:
             "Fetlock could not store the object; retry later",
         )
     if result.ok:
-        logger.debug(
-            "C-STORE %s SOP Instance %s from %s",
-            result.status.value,
-            sop_instance_uid,
+        logger.info(
+            "C-STORE from %s: SOP Instance %s %s",
             ae_title,
+            sop_instance_uid,
+            result.status.value,
         )
         return SUCCESS
     assert result.reject is not None

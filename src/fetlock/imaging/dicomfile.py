@@ -1,9 +1,10 @@
 """Reading a received DICOM file's structure without decoding its values.
 
-Ingest needs three things that pydicom does not give directly: where the data
-set starts (after the File Meta Information), whether the file is complete
-(pydicom reads a truncated file without complaint and drops what is missing),
-and the encoding of a bare data set that arrived without File Meta. This
+Ingest needs three facts that pydicom does not give directly. It needs the
+offset where the data set starts (after the File Meta Information), and
+whether the file is complete: pydicom reads a truncated file without complaint
+and drops what is missing. It also needs the encoding of a bare data set that
+arrived without File Meta. This
 module walks the encoded elements (PS3.5 7.1, 7.5, A.4) and checks that every
 declared length fits in the file, without loading any value.
 """
@@ -36,7 +37,8 @@ LONG_VRS = frozenset(
 )
 # Bytes read at a time while walking element headers.
 WINDOW_SIZE = 64 * 1024
-# Longest value ``scan`` returns; every indexed attribute is far shorter.
+# Maximum length of a value ``scan`` returns; every indexed attribute is far
+# shorter.
 MAX_COLLECTED_LENGTH = 4096
 # Deepest sequence nesting accepted before the file is called malformed.
 MAX_DEPTH = 32
@@ -49,7 +51,8 @@ class MalformedFile(ValueError):
 
 @dataclass(frozen=True)
 class Layout:
-    """Where a file's parts are: ``dataset_offset`` is 0 for a bare data set."""
+    """Offsets and identity of a file's parts; ``dataset_offset`` is 0 for a
+    bare data set."""
 
     has_meta: bool
     dataset_offset: int
@@ -302,7 +305,7 @@ class _Walker:
                 return value_at
             if tag != ITEM:
                 raise MalformedFile(
-                    f"element {_tag(parent)} has undefined length but holds "
+                    f"element {_tag(parent)} has undefined length but contains "
                     f"{_tag(tag)} at byte {position} where an item was expected"
                 )
             if length == UNDEFINED_LENGTH:

@@ -140,7 +140,7 @@ class StoreStatus(enum.StrEnum):
 
 
 class RejectReason(enum.Enum):
-    """Why an object was refused, with the DIMSE status each way in reports.
+    """Reasons for rejecting an object, valued by the DIMSE status reported.
 
     Statuses are those of the Storage Service Class (PS3.4 B.2.3): A7xx
     refused (out of resources), A9xx data set does not match SOP Class,
@@ -179,8 +179,9 @@ class StoreResult:
     """Outcome of one ``store_instance`` call.
 
     ``reason`` explains a rejection (naming the object, the attribute or the
-    conflict, and what to do); ``reject`` classifies it for protocol replies;
-    ``comment`` says it in at most 64 characters, for the DIMSE Error Comment.
+    conflict, and what to do). ``reject`` classifies it for protocol replies,
+    and ``comment`` puts it in at most 64 characters, for the DIMSE Error
+    Comment.
     """
 
     status: StoreStatus
@@ -776,7 +777,7 @@ class _RawAttributes:
     """The indexed attributes of one object, decoded on demand.
 
     Plain ASCII values (UIDs, code strings, numbers, and names or texts with
-    no accented letters) are decoded here directly; anything else is left to
+    no accented letters) are decoded here directly. Anything else goes to
     pydicom, which applies (0008,0005) Specific Character Set. pydicom's
     element conversion was the largest single cost of indexing an instance.
     """
@@ -819,10 +820,10 @@ class _RawAttributes:
 
 
 def _get(ds: Dataset | _RawAttributes, keyword: str) -> Any:
-    """An attribute's value, or None when it is absent or cannot be decoded.
+    """Return an attribute's value, or None when it is missing or invalid.
 
-    A malformed optional attribute leaves a gap in the index; it does not
-    refuse the object, whose bytes are kept as they came.
+    A malformed optional attribute leaves a gap in the index, and the object
+    is still stored, with its bytes as they came.
     """
     try:
         return ds.get(keyword)
@@ -1145,8 +1146,8 @@ def _create_study(
 class _FollowUp:
     """Which follow-up jobs this process has recently enqueued, per study UID.
 
-    Enqueueing checks the job table, and a study's images arrive in bursts, so
-    the ingest path asks here first. This is a hint that saves statements, not
+    Enqueueing queries the job table, and a study's images arrive in bursts,
+    so the ingest path checks here first. This is a hint that saves statements, not
     shared state: another node without the hint enqueues once more, and the
     job table absorbs the duplicate. The settled check runs ``SETTLE_DELAY_S``
     after it is enqueued and re-schedules itself while images keep arriving

@@ -25,7 +25,7 @@ def thumbnail_blob_key(study_instance_uid: str, sop_instance_uid: str) -> str:
 
 
 def representative_instance(db_session: Session, study_id: int) -> Instance | None:
-    """The study's first image: lowest series number, then instance number."""
+    """Return the study's first image: lowest series, then instance number."""
     return (
         db_session.execute(
             select(Instance)
@@ -83,7 +83,8 @@ def study_settled(ctx: JobContext, *, study_id: int) -> None:
 
     Runs once no image has arrived for ``SETTLE_DELAY_S`` (it puts itself
     back in the queue while they still do), and again if more images come
-    later; the billing hook counts views, so it sees the study as it now is.
+    later. The billing hook counts views, so each call reflects the study as
+    it is then.
     """
     study = ctx.db_session.get(Study, study_id)
     if study is None:

@@ -1,8 +1,8 @@
 """Attach received studies to their horse and order, or queue them for staff.
 
 A new study is matched to an imaging order by (0008,0050) Accession Number
-first, then by (0020,000D) Study Instance UID: a modality that generates its
-own Study Instance UID still echoes the worklist's Accession Number, and one
+first, then by (0020,000D) Study Instance UID. A modality that generates its
+own Study Instance UID still copies the worklist's Accession Number, and one
 that drops the accession still keeps the worklist's Study Instance UID. A
 match whose (0010,0020) Patient ID names another horse is not trusted: the
 study waits in the reconciliation queue with the reason, as does a study that
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 def find_order(
     db_session: Session, *, accession_number: str | None, study_instance_uid: str
 ) -> tuple[ImagingOrder | None, LinkMethod | None]:
-    """Return the order a study answers, and which attribute matched."""
+    """Return the order a study belongs to, and which attribute matched."""
     if accession_number:
         order = db_session.execute(
             select(ImagingOrder).where(

@@ -102,7 +102,7 @@ def suggestions(db_session: Session, study: Study) -> list[Suggestion]:
 
 
 def open_orders(db_session: Session, horse_id: int) -> list[ImagingOrder]:
-    """The horse's orders that images may still answer, newest first."""
+    """Return the horse's orders that are not cancelled, newest first."""
     return list(
         db_session.execute(
             select(ImagingOrder)

@@ -89,7 +89,7 @@ def study_page(
     principal: Principal = Depends(can_read),
     db_session: Session = Depends(get_db_session),
 ) -> Response:
-    """One queued study: what the modality sent, likely horses, a horse search."""
+    """Show one queued study, the horses it may belong to and a horse search."""
     return _study_page(request, principal, db_session, study_id, q=q, horse_id=horse_id)
 
 

@@ -1,8 +1,8 @@
 """The index of received images: studies, series and SOP instances.
 
 The DICOM objects themselves live in the blob store, byte for byte as
-received; these rows describe them (PS3.3 C.7.2.1, C.7.3.1, C.12.1) and say
-where each one is kept. A study is linked to a horse and, usually, to the
+received. These rows describe them (PS3.3 C.7.2.1, C.7.3.1, C.12.1) and
+record where each one is kept. A study is linked to a horse and, usually, to the
 imaging order it answers. A study that matched no order waits in the
 reconciliation queue (``horse_id`` is None) until staff attach it; the
 attributes the modality sent are kept unchanged beside the link.
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from fetlock.db.base import Base, UTCDateTime, utcnow
 from fetlock.imaging.models import AE_TITLE_MAX, CS_MAX, SH_MAX, UI_MAX
 
-# PS3.5 6.2: LO holds 64 characters, PN 64 per component group (three groups).
+# PS3.5 6.2: LO allows 64 characters, PN 64 per component group (three groups).
 LO_MAX = 64
 PN_MAX = 200
 # Blob keys are relative paths such as dicom/<study>/<series>/<sop>.dcm.
@@ -27,7 +27,7 @@ BLOB_KEY_MAX = 255
 
 
 class LinkMethod(enum.StrEnum):
-    """How a study came to be attached to its horse and order."""
+    """The way a study came to be attached to its horse and order."""
 
     ACCESSION_NUMBER = "accession_number"
     STUDY_INSTANCE_UID = "study_instance_uid"
@@ -40,8 +40,8 @@ class Study(Base):
     The ``dicom_*`` columns keep the patient and request attributes exactly as
     the first instance carried them. ``horse_id`` and ``order_id`` are the
     practice's link, set automatically by (0008,0050) Accession Number or
-    (0020,000D) Study Instance UID, or by staff from the reconciliation queue;
-    ``unmatched_reason`` says why a study is waiting there.
+    (0020,000D) Study Instance UID, or by staff from the reconciliation queue.
+    ``unmatched_reason`` gives the reason a study is waiting there.
     """
 
     __tablename__ = "imaging_study"
@@ -113,7 +113,7 @@ class Series(Base):
 
 
 class Instance(Base):
-    """One SOP instance (PS3.3 C.12.1) and the blob that holds its bytes.
+    """One SOP instance (PS3.3 C.12.1) and the blob that contains its bytes.
 
     ``sha256`` is the digest of the stored file; ``size_bytes`` its length.
     ``view_label`` is the first of (0054,0220) View Code Sequence code meaning

@@ -1,7 +1,7 @@
 """Received studies on the chart: the studies fragment, thumbnails, JSON API.
 
 The chart embeds ``<section data-refresh="/horses/{id}/studies-section">``,
-which the browser fetches every two seconds; a study shows up there as soon
+which the browser fetches every two seconds. A study shows up there as soon
 as its first image is indexed, and its thumbnail as soon as the thumbnail
 job has run. Every staff role reads studies.
 """
@@ -40,7 +40,7 @@ def studies_section(
     principal: Principal = Depends(can_read),
     db_session: Session = Depends(get_db_session),
 ) -> Response:
-    """The chart's studies fragment: date, modality, views, images, status."""
+    """Render the chart's studies fragment: date, modality, views, status."""
     horse = practice_service.get_horse(db_session, horse_id)
     summaries = study_service.summarise(
         db_session, study_service.studies_for_horse(db_session, horse.id)
@@ -59,7 +59,7 @@ def study_thumbnail(
     db_session: Session = Depends(get_db_session),
     settings: Settings = Depends(get_settings),
 ) -> Response:
-    """The study's representative thumbnail (JPEG), once rendered."""
+    """Send the study's representative thumbnail (JPEG), once rendered."""
     study = get_study(db_session, study_id)
     key = study.thumbnail_blob_key
     blobs = get_blob_store(settings)
@@ -85,7 +85,7 @@ def list_horse_studies(
     principal: Principal = Depends(can_read),
     db_session: Session = Depends(get_db_session),
 ) -> list[StudyOut]:
-    """The horse's received studies, newest first."""
+    """List the horse's received studies, newest first."""
     horse = practice_service.get_horse(db_session, horse_id)
     studies = study_service.studies_for_horse(db_session, horse.id)
     return [StudyOut.of(s) for s in study_service.summarise(db_session, studies)]

@@ -39,9 +39,10 @@ def _norm(text: str | None) -> str:
 class ViewComparison:
     """Ordered views against the views found in a study's images.
 
-    ``received`` lists ordered view codes with at least one image; ``missing``
-    the ordered codes with none; ``extra`` the names of images that match no
-    ordered view (``"unnamed image"`` when an image names no view).
+    ``received`` lists ordered view codes with at least one image, and
+    ``missing`` the ordered codes with none. ``extra`` lists the names of
+    images that match no ordered view (``"unnamed image"`` when an image names
+    no view).
     """
 
     ordered: list[str] = field(default_factory=list)
@@ -217,7 +218,7 @@ def summarise(db_session: Session, studies: Sequence[Study]) -> list[StudySummar
 
 
 def studies_for_horse(db_session: Session, horse_id: int) -> list[Study]:
-    """The horse's studies, newest first."""
+    """Return the horse's studies, newest first."""
     return list(
         db_session.execute(
             select(Study)

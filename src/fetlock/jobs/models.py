@@ -2,8 +2,8 @@
 
 A job row is written in the same transaction as the change that needs it, so
 the job exists exactly when the change does. Workers claim due rows, run them
-and delete them on success; a failure is retried with backoff, and a job that
-keeps failing is parked (kept and shown) rather than dropped.
+and delete them on success. A failed job is retried with backoff, and a job
+that keeps failing is parked (kept and shown) rather than dropped.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ BACKOFF_MAX_S = 600.0
 
 @dataclass(frozen=True)
 class JobContext:
-    """What a job function gets besides its ids.
+    """The arguments a job function receives besides its ids.
 
     ``db_session`` is the transaction committed with the job's removal; it
     begins at its first statement. On SQLite that takes the database's write

@@ -50,10 +50,10 @@ def enqueue(
 ) -> Job:
     """Add job ``name`` with ``ids`` to the caller's transaction.
 
-    A pending job with the same name and ids absorbs this call; with
-    ``delay_s`` its start moves to ``delay_s`` from now, so repeated enqueues
-    during a burst (images of one study arriving) run it once, after the
-    burst. The job becomes visible to workers when the transaction commits.
+    A pending job with the same name and ids absorbs this call. With
+    ``delay_s``, its start moves to ``delay_s`` from now, so that repeated
+    enqueues during a burst (images of one study arriving) run it once, after
+    the burst. The job becomes visible to workers when the transaction commits.
     """
     args_json = _canonical_args(ids)
     dedupe_key = f"{name}:{args_json}"[:255]

@@ -45,7 +45,7 @@ DEFAULT_LEASE_S = 300.0
 POLL_INTERVAL_S = 0.5
 # Pause after a database error before the worker tries again.
 ERROR_PAUSE_S = 5.0
-# Longest error text kept on a job row.
+# Maximum length of the error text kept on a job row.
 MAX_ERROR_CHARS = 4000
 
 

@@ -1,11 +1,11 @@
 """What every blob store offers, whatever keeps the bytes.
 
-Writing is two steps, so that nothing half-written is ever visible under a
-key: ``stage`` copies the incoming bytes into a private staging file (durable
-once it returns) while computing their SHA-256, and ``publish`` makes the
-staged file appear under its key in one atomic step, refusing to replace a
-blob that is already there. Derived files that may be regenerated, such as
-thumbnails, go through ``put_bytes`` instead, which replaces atomically.
+Writing takes two steps, so that nothing half-written is ever visible under a
+key. ``stage`` copies the incoming bytes into a private staging file and
+computes their SHA-256. ``publish`` makes the staged file appear under its
+key in one atomic step, and does nothing if a blob is already there. Derived
+files that may be regenerated, such as thumbnails, go through ``put_bytes``
+instead, which replaces atomically.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-# One key segment: letters, digits, dot, dash, underscore; never "." or "..".
+# One key segment: letters, digits, dot, dash and underscore, not starting
+# with a dot (so never "." or "..").
 _SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 MAX_KEY_LENGTH = 255
 
@@ -31,7 +32,7 @@ class StagedBlob:
     """Bytes copied into the store's staging area, not yet under any key.
 
     ``owned`` is True when the store created ``path`` and must remove it on
-    ``discard``; a consumed temporary file of the caller is left to its owner.
+    ``discard``. A consumed temporary file of the caller is left to its owner.
     A store may still be hashing the bytes and making them durable when
     ``stage`` returns (``pending``), so that the caller can read the file in
     the meantime; ``sha256`` and ``wait_durable`` wait for that work.

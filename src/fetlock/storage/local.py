@@ -1,10 +1,10 @@
 """Blob store in a local directory, with atomic, durable, no-overwrite writes.
 
 Layout under the root: blobs at their key's path, and ``.staging/`` for files
-being written. A staged file is fsynced before it is published; ``publish``
-hard-links it under its key (``link`` fails if the key exists, so a stored
-blob is never replaced), so a blob is either complete under its key or not
-there at all, whenever the process dies. Staging files left by a crash are
+being written. A staged file is fsynced before it is published. ``publish``
+hard-links it under its key, and ``link`` fails if the key exists, so a
+stored blob is never replaced. Whenever the process dies, a blob is either
+complete under its key or not there at all. Staging files left by a crash are
 removed by ``clean_staging``.
 
 New directories are fsynced into their parents. The directory entry of each
@@ -94,9 +94,9 @@ class LocalBlobStore:
             return False
 
     def _adopt(self, path: Path) -> StagedBlob:
-        # The caller's temporary file is on our filesystem: hash it and make it
-        # durable in place, in the background while the caller reads it;
-        # publish then links it without copying the bytes.
+        # The caller's temporary file is on this filesystem, so it is hashed
+        # and made durable in place, in the background while the caller reads
+        # it. Publish then links it without copying the bytes.
         return StagedBlob(
             path=path,
             size=os.stat(path).st_size,
