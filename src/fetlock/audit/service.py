@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from fetlock.audit.models import AuditEvent, AuditHead
@@ -53,6 +54,24 @@ def _hashed_fields(event: AuditEvent) -> dict[str, Any]:
     }
 
 
+def _locked_head(db_session: Session) -> AuditHead:
+    """Return the chain head row, locked, creating it on the first event.
+
+    Two first events may race to create the row; the loser's insert fails
+    inside a savepoint and it then waits for the winner's row like any writer.
+    """
+    query = select(AuditHead).where(AuditHead.id == 1).with_for_update()
+    head = db_session.execute(query).scalar_one_or_none()
+    if head is not None:
+        return head
+    try:
+        with db_session.begin_nested():
+            db_session.add(AuditHead(id=1, last_seq=0, last_hash=GENESIS_HASH))
+    except IntegrityError:
+        pass
+    return db_session.execute(query).scalar_one()
+
+
 def record(
     db_session: Session,
     actor: Actor,
@@ -69,13 +88,7 @@ def record(
     writers on PostgreSQL queue behind each other. SQLite serialises writers by
     starting every transaction with BEGIN IMMEDIATE.
     """
-    head = db_session.execute(
-        select(AuditHead).where(AuditHead.id == 1).with_for_update()
-    ).scalar_one_or_none()
-    if head is None:
-        head = AuditHead(id=1, last_seq=0, last_hash=GENESIS_HASH)
-        db_session.add(head)
-        db_session.flush()
+    head = _locked_head(db_session)
 
     # Microsecond precision survives both databases unchanged.
     event = AuditEvent(
