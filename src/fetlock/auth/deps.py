@@ -54,7 +54,7 @@ def _wants_html(request: Request) -> bool:
 
 
 def get_principal(
-    request: Request, db_session: Session = Depends(get_db_session)
+    request: Request, db_session: Session = Depends(get_db_session, scope="function")
 ) -> Principal:
     """Return the caller from a bearer token or the session cookie."""
     address = client_address(request)
@@ -118,7 +118,7 @@ def require_roles(
     async def dependency(
         request: Request,
         principal: Principal = Depends(get_principal),
-        db_session: Session = Depends(get_db_session),
+        db_session: Session = Depends(get_db_session, scope="function"),
     ) -> Principal:
         allowed = (
             principal.has_role(*roles) if admins else principal.user.role_enum in roles

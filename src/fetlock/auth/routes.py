@@ -40,7 +40,7 @@ def login(
     username: str = Form(...),
     password: str = Form(...),
     next: str | None = Form(None),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     settings: Settings = Depends(get_settings),
 ) -> Response:
     address = client_address(request)
@@ -90,7 +90,7 @@ def login(
 def logout(
     request: Request,
     principal: Principal = Depends(require_roles(*ALL_STAFF)),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     token = request.cookies.get(SESSION_COOKIE)
     if token:

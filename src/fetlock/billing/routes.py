@@ -93,7 +93,7 @@ def _invoice_out(invoice: Invoice) -> InvoiceOut:
 @router.get("/api/v1/fees", tags=["billing"])
 def api_fees(
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> list[FeeItemOut]:
     return [FeeItemOut.model_validate(item) for item in fees.list_fees(db_session)]
 
@@ -102,7 +102,7 @@ def api_fees(
 def api_fee_create(
     body: FeeItemCreate,
     principal: Principal = Depends(can_manage),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> FeeItemOut:
     item = fees.create_fee(db_session, principal.actor, **body.model_dump())
     return FeeItemOut.model_validate(item)
@@ -112,7 +112,7 @@ def api_fee_create(
 def api_fee(
     code: str,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> FeeItemOut:
     return FeeItemOut.model_validate(fees.get_fee(db_session, code))
 
@@ -122,7 +122,7 @@ def api_fee_update(
     code: str,
     body: FeeItemUpdate,
     principal: Principal = Depends(can_manage),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> FeeItemOut:
     item = fees.update_fee(
         db_session, principal.actor, code, **body.model_dump(exclude_unset=True)
@@ -134,7 +134,7 @@ def api_fee_update(
 def api_fee_deactivate(
     code: str,
     principal: Principal = Depends(can_manage),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> FeeItemOut:
     """Make a fee item inactive; posted charges keep naming it."""
     item = fees.update_fee(db_session, principal.actor, code, active=False)
@@ -144,7 +144,7 @@ def api_fee_deactivate(
 @router.get("/api/v1/billing/settings", tags=["billing"])
 def api_settings(
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> BillingSettingsOut:
     return BillingSettingsOut(
         extra_views_policy=fees.extra_views_policy(db_session).value
@@ -155,7 +155,7 @@ def api_settings(
 def api_settings_update(
     body: BillingSettingsUpdate,
     principal: Principal = Depends(can_manage),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> BillingSettingsOut:
     policy = fees.set_extra_views_policy(
         db_session, principal.actor, body.extra_views_policy
@@ -175,7 +175,7 @@ def api_charges(
     client: int | None = Query(default=None, description="Client id"),
     horse: int | None = Query(default=None, description="Horse id"),
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> list[ChargeOut]:
     _require_filter(visit=visit, order=order, client=client, horse=horse)
     charges = charging.list_charges(
@@ -189,7 +189,7 @@ def api_charge_create(
     body: ManualChargeCreate,
     request: Request,
     principal: Principal = Depends(can_issue),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     settings: Settings = Depends(get_settings),
 ) -> ChargeOut:
     """Post a charge by hand, priced from the fee schedule."""
@@ -219,7 +219,7 @@ def api_waive_order(
     order_id: int,
     body: WaiveRequest,
     principal: Principal = Depends(can_manage),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     settings: Settings = Depends(get_settings),
 ) -> list[ChargeOut]:
     """Waive an order's charge (reception or administrator, audited)."""
@@ -234,7 +234,7 @@ def api_waive_order(
 def api_refresh_drafts(
     visit_id: int,
     principal: Principal = Depends(can_issue),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     settings: Settings = Depends(get_settings),
 ) -> list[InvoiceOut]:
     """Re-draft a visit's invoices, for example after a change of owners."""
@@ -279,7 +279,7 @@ def api_invoices(
     horse: int | None = Query(default=None, description="Horse id"),
     status: InvoiceStatus | None = Query(default=None),
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> list[InvoiceOut]:
     _require_filter(visit=visit, order=order, client=client, horse=horse)
     invoices = invoicing.list_invoices(
@@ -297,7 +297,7 @@ def api_invoices(
 def api_invoice(
     invoice_id: int,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> InvoiceOut:
     return _invoice_out(invoicing.get_invoice(db_session, invoice_id))
 
@@ -307,7 +307,7 @@ def api_invoice_update(
     invoice_id: int,
     body: dict[str, Any],
     principal: Principal = Depends(can_issue),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> InvoiceOut:
     """Change a draft's notes. An issued invoice gets 409: credit it instead."""
     invoice = invoicing.get_invoice(db_session, invoice_id)
@@ -331,7 +331,7 @@ def api_invoice_update(
 def api_invoice_issue(
     invoice_id: int,
     principal: Principal = Depends(can_issue),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> InvoiceOut:
     invoice = invoicing.get_invoice(db_session, invoice_id)
     invoicing.issue_invoice(db_session, principal.actor, invoice)
@@ -343,7 +343,7 @@ def api_invoice_pay(
     invoice_id: int,
     body: PayRequest | None = None,
     principal: Principal = Depends(can_manage),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> InvoiceOut:
     invoice = invoicing.get_invoice(db_session, invoice_id)
     reference = body.reference if body else None
@@ -356,7 +356,7 @@ def api_invoice_void(
     invoice_id: int,
     body: VoidRequest,
     principal: Principal = Depends(can_manage),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     settings: Settings = Depends(get_settings),
 ) -> InvoiceOut:
     invoice = invoicing.get_invoice(db_session, invoice_id)
@@ -373,7 +373,7 @@ def api_credit_note(
     invoice_id: int,
     body: CreditNoteRequest,
     principal: Principal = Depends(can_manage),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> InvoiceOut:
     invoice = invoicing.get_invoice(db_session, invoice_id)
     note = invoicing.credit_note(
@@ -390,7 +390,7 @@ def api_credit_note(
 def api_invoice_pdf(
     invoice_id: int,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     settings: Settings = Depends(get_settings),
 ) -> Response:
     invoice = invoicing.get_invoice(db_session, invoice_id)
@@ -446,7 +446,7 @@ def api_missed_charges(
     start: dt.date | None = Query(default=None, alias="from"),
     end: dt.date | None = Query(default=None, alias="to"),
     principal: Principal = Depends(can_manage),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     settings: Settings = Depends(get_settings),
 ) -> MissedChargeReportOut:
     """Imaging done but not billed between ``from`` and ``to`` (inclusive)."""
@@ -489,7 +489,7 @@ def api_charge_study(
     study_id: int,
     body: StudyChargeRequest | None = None,
     principal: Principal = Depends(can_manage),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     settings: Settings = Depends(get_settings),
 ) -> list[ChargeOut]:
     charges = missed.charge_study(
@@ -510,7 +510,7 @@ def api_charge_study(
 def api_recharge_order(
     order_id: int,
     principal: Principal = Depends(can_manage),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     settings: Settings = Depends(get_settings),
 ) -> list[ChargeOut]:
     charges = missed.recharge_order(
@@ -527,7 +527,7 @@ def api_recharge_order(
 def api_charge_views(
     order_id: int,
     principal: Principal = Depends(can_manage),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     settings: Settings = Depends(get_settings),
 ) -> ChargeOut:
     charge = missed.charge_views(
@@ -546,7 +546,7 @@ def billing_section(
     request: Request,
     horse_id: int,
     principal: Principal = Depends(can_load_chart),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     """Render the chart's billing fragment: each visit's charges and invoices.
 
@@ -644,7 +644,7 @@ def invoice_page(
     request: Request,
     invoice_id: int,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     invoice = invoicing.get_invoice(db_session, invoice_id)
     audit.record(
@@ -675,7 +675,7 @@ def invoice_issue_form(
     invoice_id: int,
     principal: Principal = Depends(can_issue),
     form: FormData = Depends(form_data),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     back = _safe_next(form.get("next"), f"/invoices/{invoice_id}")
     try:
@@ -692,7 +692,7 @@ def invoice_pay_form(
     invoice_id: int,
     principal: Principal = Depends(can_manage),
     form: FormData = Depends(form_data),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     back = f"/invoices/{invoice_id}"
     reference = str(form.get("reference") or "").strip() or None
@@ -710,7 +710,7 @@ def invoice_void_form(
     invoice_id: int,
     principal: Principal = Depends(can_manage),
     form: FormData = Depends(form_data),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     settings: Settings = Depends(get_settings),
 ) -> Response:
     back = f"/invoices/{invoice_id}"
@@ -734,7 +734,7 @@ def invoice_credit_form(
     invoice_id: int,
     principal: Principal = Depends(can_manage),
     form: FormData = Depends(form_data),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     back = f"/invoices/{invoice_id}"
     try:
@@ -761,7 +761,7 @@ def waive_form(
     order_id: int,
     principal: Principal = Depends(can_manage),
     form: FormData = Depends(form_data),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     settings: Settings = Depends(get_settings),
 ) -> Response:
     back = _safe_next(form.get("next"), "/horses")
@@ -784,7 +784,7 @@ def client_invoices_page(
     request: Request,
     client_id: int,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     client = practice.get_client(db_session, client_id)
     invoices = invoicing.list_invoices(db_session, client_id=client.id)
@@ -876,7 +876,7 @@ def _fees_page(
 def fees_page(
     request: Request,
     principal: Principal = Depends(can_manage),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     return _fees_page(request, principal, db_session)
 
@@ -886,7 +886,7 @@ def fee_save_form(
     request: Request,
     principal: Principal = Depends(can_manage),
     form: FormData = Depends(form_data),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     """Add a fee item, or change one when the code exists."""
     code = str(form.get("code") or "").strip().upper()
@@ -909,7 +909,7 @@ def settings_form(
     request: Request,
     principal: Principal = Depends(can_manage),
     form: FormData = Depends(form_data),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     try:
         fees.set_extra_views_policy(
@@ -947,7 +947,7 @@ def missed_charges_page(
     start: str | None = Query(default=None, alias="from"),
     end: str | None = Query(default=None, alias="to"),
     principal: Principal = Depends(can_manage),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     settings: Settings = Depends(get_settings),
 ) -> Response:
     try:
@@ -976,7 +976,7 @@ def missed_charge_form(
     request: Request,
     principal: Principal = Depends(can_manage),
     form: FormData = Depends(form_data),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     settings: Settings = Depends(get_settings),
 ) -> Response:
     """Run the report's one-click action, whichever kind of leak it charges."""

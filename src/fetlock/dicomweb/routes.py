@@ -242,7 +242,7 @@ def _search(
 def search_studies(
     request: Request,
     principal: Principal = Depends(READERS),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
     return _search(request, db_session, blobs, "study")
@@ -252,7 +252,7 @@ def search_studies(
 def search_all_series(
     request: Request,
     principal: Principal = Depends(READERS),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
     return _search(request, db_session, blobs, "series")
@@ -262,7 +262,7 @@ def search_all_series(
 def search_all_instances(
     request: Request,
     principal: Principal = Depends(READERS),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
     return _search(request, db_session, blobs, "instance")
@@ -273,7 +273,7 @@ def search_series(
     study: str,
     request: Request,
     principal: Principal = Depends(READERS),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
     return _search(request, db_session, blobs, "series", study)
@@ -284,7 +284,7 @@ def search_study_instances(
     study: str,
     request: Request,
     principal: Principal = Depends(READERS),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
     return _search(request, db_session, blobs, "instance", study)
@@ -299,7 +299,7 @@ def search_series_instances(
     series: str,
     request: Request,
     principal: Principal = Depends(READERS),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
     return _search(request, db_session, blobs, "instance", study, series)
@@ -362,7 +362,7 @@ def retrieve_study(
     study: str,
     request: Request,
     principal: Principal = Depends(READERS),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
     located = _locate(db_session, study)
@@ -375,7 +375,7 @@ def retrieve_series(
     series: str,
     request: Request,
     principal: Principal = Depends(READERS),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
     located = _locate(db_session, study, series)
@@ -392,7 +392,7 @@ def retrieve_instance(
     instance: str,
     request: Request,
     principal: Principal = Depends(READERS),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
     located = _locate(db_session, study, series, instance)
@@ -438,7 +438,7 @@ def study_metadata(
     study: str,
     request: Request,
     principal: Principal = Depends(READERS),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
     located = _locate(db_session, study)
@@ -454,7 +454,7 @@ def series_metadata(
     series: str,
     request: Request,
     principal: Principal = Depends(READERS),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
     # Viewers fetch every series of a study one by one: audit the study
@@ -484,7 +484,7 @@ def instance_metadata(
     instance: str,
     request: Request,
     principal: Principal = Depends(READERS),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
     located = _locate(db_session, study, series, instance)
@@ -505,7 +505,7 @@ def retrieve_frames(
     frames: str,
     request: Request,
     principal: Principal = Depends(READERS),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
     row = _locate(db_session, study, series, instance)[0].instance
@@ -578,7 +578,7 @@ def retrieve_bulkdata(
     tag: str,
     request: Request,
     principal: Principal = Depends(READERS),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
     row = _locate(db_session, study, series, instance)[0].instance
@@ -729,7 +729,7 @@ def rendered_study(
     study: str,
     request: Request,
     principal: Principal = Depends(READERS),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
     located = _locate(db_session, study)
@@ -744,7 +744,7 @@ def rendered_series(
     series: str,
     request: Request,
     principal: Principal = Depends(READERS),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
     located = _locate(db_session, study, series)
@@ -761,7 +761,7 @@ def rendered_instance(
     instance: str,
     request: Request,
     principal: Principal = Depends(READERS),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
     row = _locate(db_session, study, series, instance)[0].instance
@@ -783,7 +783,7 @@ def rendered_frame(
     frame: str,
     request: Request,
     principal: Principal = Depends(READERS),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
     row = _locate(db_session, study, series, instance)[0].instance
@@ -848,7 +848,7 @@ def study_thumbnail(
     study: str,
     request: Request,
     principal: Principal = Depends(READERS),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
     located = _locate(db_session, study)
@@ -875,7 +875,7 @@ def series_thumbnail(
     series: str,
     request: Request,
     principal: Principal = Depends(READERS),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
     located = _locate(db_session, study, series)
@@ -892,7 +892,7 @@ def instance_thumbnail(
     instance: str,
     request: Request,
     principal: Principal = Depends(READERS),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
     row = _locate(db_session, study, series, instance)[0].instance
@@ -910,7 +910,7 @@ def frame_thumbnail(
     frame: str,
     request: Request,
     principal: Principal = Depends(READERS),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     blobs: BlobStore = Depends(_blobs),
 ) -> Response:
     row = _locate(db_session, study, series, instance)[0].instance

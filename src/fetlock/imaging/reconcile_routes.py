@@ -29,7 +29,7 @@ can_link = require_roles(Role.TECHNICIAN, Role.VETERINARIAN, Role.RADIOLOGIST)
 def queue_page(
     request: Request,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     """Studies waiting for a horse and order, oldest first."""
     studies = study_service.reconciliation_queue(db_session)
@@ -87,7 +87,7 @@ def study_page(
     q: str = "",
     horse_id: int | None = None,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     """Show one queued study, the horses it may belong to and a horse search."""
     return _study_page(request, principal, db_session, study_id, q=q, horse_id=horse_id)
@@ -100,7 +100,7 @@ def attach_form(
     horse_id: int = Form(...),
     order_id: str = Form(""),
     principal: Principal = Depends(can_link),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     study = reconcile.get_study(db_session, study_id)
     chosen_order: int | None = None
@@ -138,7 +138,7 @@ def attach_form(
 @router.get("/api/v1/imaging/reconciliation", tags=["studies"])
 def list_queue(
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> list[StudyOut]:
     """Studies waiting in the reconciliation queue, oldest first."""
     studies = study_service.reconciliation_queue(db_session)
@@ -150,7 +150,7 @@ def link_study(
     study_id: int,
     body: StudyLinkIn,
     principal: Principal = Depends(can_link),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> StudyOut:
     """Attach a study to a horse and optionally an order (audited)."""
     study = reconcile.get_study(db_session, study_id)

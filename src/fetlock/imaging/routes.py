@@ -155,7 +155,7 @@ def orders_section(
     request: Request,
     horse_id: int,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     """Render the chart's imaging section: orders with status, accession, views."""
     horse = practice.get_horse(db_session, horse_id)
@@ -209,7 +209,7 @@ def order_form(
     procedure: str | None = None,
     limb: str | None = None,
     principal: Principal = Depends(can_order),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     settings: Settings = Depends(get_settings),
 ) -> Response:
     """Render the "Order study" form with the chosen procedure's views ticked."""
@@ -281,7 +281,7 @@ async def order_submit(
     request: Request,
     horse_id: int,
     principal: Principal = Depends(can_order),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     settings: Settings = Depends(get_settings),
 ) -> Response:
     """Save the order form; on an error, show the form again with the message."""
@@ -329,7 +329,7 @@ def order_page(
     request: Request,
     order_id: int,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     settings: Settings = Depends(get_settings),
 ) -> Response:
     """Render one order (identifiers, views, step, MPPS) with edit and cancel."""
@@ -365,7 +365,7 @@ async def order_edit_submit(
     request: Request,
     order_id: int,
     principal: Principal = Depends(can_order),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     settings: Settings = Depends(get_settings),
 ) -> Response:
     form = await request.form()
@@ -403,7 +403,7 @@ async def order_cancel_submit(
     request: Request,
     order_id: int,
     principal: Principal = Depends(can_order),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     form = await request.form()
     order = service.get_order(db_session, order_id)
@@ -423,7 +423,7 @@ def api_create_order(
     horse_id: int,
     data: OrderCreate,
     principal: Principal = Depends(can_order),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     settings: Settings = Depends(get_settings),
 ) -> OrderOut:
     """Order a study; the response carries the allocated identifiers."""
@@ -444,7 +444,7 @@ def api_find_orders(
     horse_id: int | None = None,
     status: OrderStatus | None = None,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> list[OrderOut]:
     orders = service.find_orders(
         db_session,
@@ -459,7 +459,7 @@ def api_find_orders(
 def api_get_order(
     order_id: int,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> OrderOut:
     order = service.get_order(db_session, order_id)
     service.record_view(db_session, principal.actor, order)
@@ -471,7 +471,7 @@ def api_edit_order(
     order_id: int,
     data: OrderEdit,
     principal: Principal = Depends(can_order),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     settings: Settings = Depends(get_settings),
 ) -> OrderOut:
     """Change a scheduled order; identifiers never change."""
@@ -486,7 +486,7 @@ def api_cancel_order(
     order_id: int,
     data: OrderCancel | None = None,
     principal: Principal = Depends(can_order),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> OrderOut:
     order = service.get_order(db_session, order_id)
     reason = data.reason if data else None
@@ -497,7 +497,7 @@ def api_cancel_order(
 def api_list_mpps(
     unmatched: bool = True,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> list[MppsOut]:
     """MPPS instances that name no known order, for reconciliation."""
     return [MppsOut.model_validate(row) for row in service.unmatched_mpps(db_session)]
@@ -512,7 +512,7 @@ def api_list_mpps(
 def api_list_procedures(
     include_inactive: bool = False,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> list[ProcedureOut]:
     procedures = service.list_procedures(db_session, include_inactive=include_inactive)
     return [procedure_out(p) for p in procedures]
@@ -528,7 +528,7 @@ def api_fee_codes(principal: Principal = Depends(can_read)) -> dict[str, str]:
 def api_create_procedure(
     data: ProcedureIn,
     principal: Principal = Depends(admin_only),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> ProcedureOut:
     return procedure_out(service.save_procedure(db_session, principal.actor, data))
 
@@ -538,7 +538,7 @@ def api_replace_procedure(
     procedure_id: int,
     data: ProcedureIn,
     principal: Principal = Depends(admin_only),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> ProcedureOut:
     procedure = service.get_procedure(db_session, procedure_id)
     saved = service.save_procedure(
@@ -609,7 +609,7 @@ def parse_views_text(text: str) -> list[ProcedureViewIn]:
 def procedures_page(
     request: Request,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     return render(
         request,
@@ -628,7 +628,7 @@ def procedure_form(
     request: Request,
     procedure_id: int | None = None,
     principal: Principal = Depends(admin_only),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     procedure = (
         service.get_procedure(db_session, procedure_id) if procedure_id else None
@@ -652,7 +652,7 @@ async def procedure_submit(
     request: Request,
     procedure_id: int | None = None,
     principal: Principal = Depends(admin_only),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     form = await request.form()
     procedure = (
@@ -709,7 +709,7 @@ async def procedure_submit(
 @router.get("/api/v1/modalities", tags=["dicom"])
 def api_list_modalities(
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> list[StationOut]:
     return [StationOut.model_validate(s) for s in service.list_stations(db_session)]
 
@@ -718,7 +718,7 @@ def api_list_modalities(
 def api_create_modality(
     data: StationIn,
     principal: Principal = Depends(admin_only),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> StationOut:
     return StationOut.model_validate(
         service.save_station(db_session, principal.actor, data)
@@ -730,7 +730,7 @@ def api_replace_modality(
     station_id: int,
     data: StationIn,
     principal: Principal = Depends(admin_only),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> StationOut:
     station = service.get_station(db_session, station_id)
     saved = service.save_station(db_session, principal.actor, data, station=station)
@@ -751,7 +751,7 @@ def _station_values(station: RemoteAE | None) -> dict[str, Any]:
 def modalities_page(
     request: Request,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     settings: Settings = Depends(get_settings),
 ) -> Response:
     return render(
@@ -772,7 +772,7 @@ def modality_form(
     request: Request,
     station_id: int | None = None,
     principal: Principal = Depends(admin_only),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     station = service.get_station(db_session, station_id) if station_id else None
     return render(
@@ -794,7 +794,7 @@ async def modality_submit(
     request: Request,
     station_id: int | None = None,
     principal: Principal = Depends(admin_only),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     form = await request.form()
     station = service.get_station(db_session, station_id) if station_id else None

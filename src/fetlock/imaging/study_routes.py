@@ -38,7 +38,7 @@ def studies_section(
     request: Request,
     horse_id: int,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     """Render the chart's studies fragment: date, modality, views, status."""
     horse = practice_service.get_horse(db_session, horse_id)
@@ -56,7 +56,7 @@ def studies_section(
 def study_thumbnail(
     study_id: int,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     settings: Settings = Depends(get_settings),
 ) -> Response:
     """Send the study's representative thumbnail (JPEG), once rendered."""
@@ -83,7 +83,7 @@ def study_thumbnail(
 def list_horse_studies(
     horse_id: int,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> list[StudyOut]:
     """List the horse's received studies, newest first."""
     horse = practice_service.get_horse(db_session, horse_id)
@@ -95,7 +95,7 @@ def list_horse_studies(
 def read_study(
     study_id: int,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> StudyOut:
     study = get_study(db_session, study_id)
     return StudyOut.of(study_service.summarise(db_session, [study])[0])
@@ -105,7 +105,7 @@ def read_study(
 def order_views(
     order_id: int,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> ViewComparisonOut:
     """Views ordered against views received over every study of the order."""
     order = db_session.get(ImagingOrder, order_id)

@@ -52,7 +52,7 @@ class JobsOut(BaseModel):
 def jobs_page(
     request: Request,
     principal: Principal = Depends(admin_only),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     return render(
         request,
@@ -89,7 +89,7 @@ def _retry(db_session: Session, principal: Principal, job_id: int) -> Job:
 def retry_form(
     job_id: int,
     principal: Principal = Depends(admin_only),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     _retry(db_session, principal, job_id)
     return RedirectResponse("/admin/jobs", status_code=303)
@@ -98,7 +98,7 @@ def retry_form(
 @router.get("/api/v1/jobs", tags=["jobs"])
 def list_jobs(
     principal: Principal = Depends(admin_only),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> JobsOut:
     """Jobs per state, and the parked ones with their last error."""
     return JobsOut(
@@ -111,7 +111,7 @@ def list_jobs(
 def retry_job(
     job_id: int,
     principal: Principal = Depends(admin_only),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> JobOut:
     """Queue a parked job again with a fresh set of attempts."""
     return JobOut.of(_retry(db_session, principal, job_id))

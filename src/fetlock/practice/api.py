@@ -55,7 +55,7 @@ def api_list_clients(
     q: str = "",
     limit: int = 50,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> list[ClientOut]:
     """List clients whose name, e-mail, telephone or postcode match ``q``."""
     clients = service.search_clients(db_session, q, limit=min(max(limit, 1), 500))
@@ -66,7 +66,7 @@ def api_list_clients(
 def api_create_client(
     body: ClientCreate,
     principal: Principal = Depends(can_register),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> ClientOut:
     client = service.create_client(db_session, principal.actor, **body.model_dump())
     return ClientOut.model_validate(client)
@@ -76,7 +76,7 @@ def api_create_client(
 def api_get_client(
     client_id: int,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> ClientOut:
     return ClientOut.model_validate(service.get_client(db_session, client_id))
 
@@ -86,7 +86,7 @@ def api_update_client(
     client_id: int,
     body: ClientUpdate,
     principal: Principal = Depends(can_register),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> ClientOut:
     client = service.get_client(db_session, client_id)
     service.update_client(
@@ -101,7 +101,7 @@ def api_list_horses(
     q: str = "",
     limit: int = 50,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> list[HorseOut]:
     """List horses matching ``q``: name, owner, microchip, UELN or Patient ID."""
     day = practice_today(request)
@@ -114,7 +114,7 @@ def api_create_horse(
     request: Request,
     body: HorseCreate,
     principal: Principal = Depends(can_register),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> HorseOut:
     """Register a horse; ``owners`` (shares in hundredths of a percent) apply
     from ``owned_from``, today when left out."""
@@ -131,7 +131,7 @@ def api_get_horse(
     request: Request,
     horse_id: int,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> HorseOut:
     horse = service.get_horse(db_session, horse_id)
     audit.record(
@@ -146,7 +146,7 @@ def api_update_horse(
     horse_id: int,
     body: HorseUpdate,
     principal: Principal = Depends(can_register),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> HorseOut:
     horse = service.get_horse(db_session, horse_id)
     fields = body.model_dump(exclude_unset=True)
@@ -167,7 +167,7 @@ def api_get_ownership(
     horse_id: int,
     on: dt.date | None = None,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> OwnershipOut:
     """Return the owners on ``on`` (today) and the whole ownership history."""
     horse = service.get_horse(db_session, horse_id)
@@ -190,7 +190,7 @@ def api_change_ownership(
     body: OwnershipChange,
     replace_later: bool = False,
     principal: Principal = Depends(can_register),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> OwnershipOut:
     """Set the owners from ``effective_from`` on, closing the rows in force then.
 
@@ -217,7 +217,7 @@ def api_change_ownership(
 def api_list_visits(
     horse_id: int,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> list[VisitOut]:
     horse = service.get_horse(db_session, horse_id)
     return [
@@ -231,7 +231,7 @@ def api_create_visit(
     horse_id: int,
     body: VisitCreate,
     principal: Principal = Depends(can_register),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> VisitOut:
     """Start a visit; times without an offset are in the practice time zone."""
     horse = service.get_horse(db_session, horse_id)
@@ -245,7 +245,7 @@ def api_create_visit(
 def api_get_visit(
     visit_id: int,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> VisitOut:
     return VisitOut.model_validate(service.get_visit(db_session, visit_id))
 
@@ -256,7 +256,7 @@ def api_discharge(
     visit_id: int,
     body: DischargeIn,
     principal: Principal = Depends(can_register),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> VisitOut:
     visit = service.get_visit(db_session, visit_id)
     at = read_in_zone(body.discharged_at, practice_zone(request))
@@ -269,7 +269,7 @@ def api_discharge(
 def api_list_notes(
     visit_id: int,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> list[NoteOut]:
     visit = service.get_visit(db_session, visit_id)
     return [NoteOut.model_validate(n) for n in visit.notes]
@@ -280,7 +280,7 @@ def api_create_note(
     visit_id: int,
     body: NoteCreate,
     principal: Principal = Depends(can_write_notes),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> NoteOut:
     """Write a draft SOAP note; ``sign: true`` signs it at once."""
     visit = service.get_visit(db_session, visit_id)
@@ -302,7 +302,7 @@ def api_create_note(
 def api_get_note(
     note_id: int,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> NoteOut:
     return NoteOut.model_validate(service.get_note(db_session, note_id))
 
@@ -312,7 +312,7 @@ def api_update_note(
     note_id: int,
     body: NoteContent,
     principal: Principal = Depends(can_write_notes),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> NoteOut:
     """Change a draft. A signed note gets 409, so add an addendum instead."""
     note = service.get_note(db_session, note_id)
@@ -326,7 +326,7 @@ def api_update_note(
 def api_sign_note(
     note_id: int,
     principal: Principal = Depends(can_write_notes),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> NoteOut:
     note = service.get_note(db_session, note_id)
     if note.status != NoteStatus.SIGNED:
@@ -340,7 +340,7 @@ def api_create_addendum(
     note_id: int,
     body: NoteCreate,
     principal: Principal = Depends(can_write_notes),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> NoteOut:
     """Correct a signed note with an addendum (a new note on the same visit)."""
     original = service.get_note(db_session, note_id)

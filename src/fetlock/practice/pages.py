@@ -144,7 +144,7 @@ def clients_page(
     request: Request,
     q: str = "",
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     clients = service.search_clients(db_session, q, limit=200)
     return render(
@@ -170,7 +170,7 @@ def client_create_form(
     request: Request,
     principal: Principal = Depends(can_register),
     form: FormData = Depends(form_data),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     try:
         body = ClientCreate.model_validate(_model_fields(form, ClientCreate))
@@ -198,7 +198,7 @@ def client_page(
     request: Request,
     client_id: int,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     client = service.get_client(db_session, client_id)
     horses = service.horses_of_client(db_session, client, practice_today(request))
@@ -214,7 +214,7 @@ def client_edit_page(
     request: Request,
     client_id: int,
     principal: Principal = Depends(can_register),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     client = service.get_client(db_session, client_id)
     values = {
@@ -235,7 +235,7 @@ def client_update_form(
     client_id: int,
     principal: Principal = Depends(can_register),
     form: FormData = Depends(form_data),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     client = service.get_client(db_session, client_id)
     try:
@@ -286,7 +286,7 @@ def horses_page(
     request: Request,
     q: str = "",
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     day = practice_today(request)
     horses = service.search_horses(db_session, q, limit=200)
@@ -303,7 +303,7 @@ def horse_new_page(
     request: Request,
     client_id: int | None = None,
     principal: Principal = Depends(can_register),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     values: dict[str, Any] = {"species": "horse", "owner_percent": "100"}
     if client_id is not None:
@@ -320,7 +320,7 @@ def horse_create_form(
     request: Request,
     principal: Principal = Depends(can_register),
     form: FormData = Depends(form_data),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     try:
         body = HorseCreate.model_validate(_model_fields(form, HorseCreate))
@@ -448,7 +448,7 @@ def chart_page(
     request: Request,
     horse_id: int,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     """Show the chart: identity, owners, visits and notes, imaging, billing."""
     horse = service.get_horse(db_session, horse_id)
@@ -467,7 +467,7 @@ def horse_edit_page(
     request: Request,
     horse_id: int,
     principal: Principal = Depends(can_register),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     horse = service.get_horse(db_session, horse_id)
     values = {
@@ -488,7 +488,7 @@ def horse_update_form(
     horse_id: int,
     principal: Principal = Depends(can_register),
     form: FormData = Depends(form_data),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     horse = service.get_horse(db_session, horse_id)
     try:
@@ -548,7 +548,7 @@ def ownership_page(
     request: Request,
     horse_id: int,
     principal: Principal = Depends(can_register),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     horse = service.get_horse(db_session, horse_id)
     return render(
@@ -564,7 +564,7 @@ def ownership_form(
     horse_id: int,
     principal: Principal = Depends(can_register),
     form: FormData = Depends(form_data),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     horse = service.get_horse(db_session, horse_id)
     try:
@@ -615,7 +615,7 @@ def visit_create_form(
     horse_id: int,
     principal: Principal = Depends(can_register),
     form: FormData = Depends(form_data),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     horse = service.get_horse(db_session, horse_id)
     try:
@@ -641,7 +641,7 @@ def discharge_form(
     request: Request,
     visit_id: int,
     principal: Principal = Depends(can_register),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     visit = service.get_visit(db_session, visit_id)
     service.discharge(db_session, principal.actor, visit, utcnow())
@@ -675,7 +675,7 @@ def note_new_page(
     visit_id: int,
     addendum_to: int | None = None,
     principal: Principal = Depends(can_write_notes),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     visit = service.get_visit(db_session, visit_id)
     original = service.get_note(db_session, addendum_to) if addendum_to else None
@@ -694,7 +694,7 @@ def note_create_form(
     visit_id: int,
     principal: Principal = Depends(can_write_notes),
     form: FormData = Depends(form_data),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     visit = service.get_visit(db_session, visit_id)
     original_text = form.get("addendum_to_id")
@@ -740,7 +740,7 @@ def note_edit_page(
     request: Request,
     note_id: int,
     principal: Principal = Depends(can_write_notes),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     note = service.get_note(db_session, note_id)
     if note.status == NoteStatus.SIGNED:
@@ -762,7 +762,7 @@ def note_update_form(
     note_id: int,
     principal: Principal = Depends(can_write_notes),
     form: FormData = Depends(form_data),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     """Save a draft (``action=save``) or save and sign it (``action=sign``)."""
     note = service.get_note(db_session, note_id)
@@ -801,7 +801,7 @@ def note_sign_form(
     request: Request,
     note_id: int,
     principal: Principal = Depends(can_write_notes),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     note = service.get_note(db_session, note_id)
     if note.status != NoteStatus.SIGNED:

@@ -55,7 +55,7 @@ from fetlock.reporting.schemas import (
     TermIn,
     TermOut,
 )
-from fetlock.web.deps import get_db_session
+from fetlock.web.deps import get_database, get_db_session
 from fetlock.web.errors import DomainError, NotFound
 from fetlock.web.templating import render
 
@@ -391,8 +391,17 @@ def _csv_response(
 ) -> StreamingResponse:
     stamp = dt.datetime.now(_zone(request)).strftime("%Y%m%d-%H%M")
     base = str(request.base_url).rstrip("/")
+    zone = _zone(request)
+    database = get_database(request)
+
+    # The request's session closes when the route returns, before the body is
+    # streamed, so the rows are read in a session of their own.
+    def lines() -> Iterator[str]:
+        with database.session() as stream_session:
+            yield from _csv_lines(stream_session, query, zone, base)
+
     return StreamingResponse(
-        _csv_lines(db_session, query, _zone(request), base),
+        lines(),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="findings-{stamp}.csv"'},
     )
@@ -455,7 +464,7 @@ def api_reading_queue(
     modality: str | None = None,
     clinician_id: int | None = None,
     principal: Principal = Depends(can_report),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> list[QueueItemOut]:
     items = service.reading_queue(
         db_session, modality=modality or None, clinician_id=clinician_id
@@ -468,7 +477,7 @@ def api_claim(
     study_id: int,
     take_over: bool = False,
     principal: Principal = Depends(can_report),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> ClaimOut:
     claim = service.claim_study(
         db_session, principal.actor, principal.user, study_id, take_over=take_over
@@ -484,7 +493,7 @@ def api_claim(
 def api_release(
     study_id: int,
     principal: Principal = Depends(can_report),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     service.release_claim(db_session, principal.actor, principal.user, study_id)
     return Response(status_code=204)
@@ -499,7 +508,7 @@ def api_release(
 def api_study_reports(
     study_id: int,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> list[ReportOut]:
     service.get_study(db_session, study_id)
     return [
@@ -516,7 +525,7 @@ def api_create_report(
     study_id: int,
     body: ReportCreate | None = None,
     principal: Principal = Depends(can_report),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> ReportOut:
     report = service.create_report(
         db_session,
@@ -534,7 +543,7 @@ def api_search(
     query: search.SearchQuery = Depends(search_params),
     format: str = "json",
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Any:
     if format == "csv":
         return _csv_response(request, db_session, query)
@@ -558,7 +567,7 @@ def api_search(
 def api_get_report(
     report_id: int,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> ReportOut:
     report = service.get_report(db_session, report_id)
     _visible(report, principal)
@@ -570,7 +579,7 @@ def api_update_report(
     report_id: int,
     body: ReportContentIn,
     principal: Principal = Depends(can_report),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> ReportOut:
     report = service.update_report(
         db_session, principal.actor, principal.user, report_id, body
@@ -582,7 +591,7 @@ def api_update_report(
 def api_preliminary(
     report_id: int,
     principal: Principal = Depends(can_report),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> ReportOut:
     report = service.issue_preliminary(
         db_session, principal.actor, principal.user, report_id
@@ -594,7 +603,7 @@ def api_preliminary(
 def api_sign(
     report_id: int,
     principal: Principal = Depends(can_sign),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> ReportOut:
     report = service.sign_report(db_session, principal.actor, principal.user, report_id)
     return report_out(db_session, report)
@@ -607,7 +616,7 @@ def api_follow_up(
     report_id: int,
     body: FollowUpCreate,
     principal: Principal = Depends(can_report),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> ReportOut:
     if body.sign and principal.user.role_enum is not Role.RADIOLOGIST:
         _refuse_signing(db_session, principal, report_id)
@@ -648,7 +657,7 @@ def _term_out(term: ReportTerm) -> TermOut:
 @router.get("/api/v1/reporting/vocabulary")
 def api_vocabulary(
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> dict[str, Any]:
     data = vocabulary.load_file()
     return {
@@ -687,7 +696,7 @@ def api_add_term(
     kind: TermKind,
     body: TermIn,
     principal: Principal = Depends(admin_only),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> TermOut:
     term = vocabulary.add_term(
         db_session, principal.actor, kind, body.model_dump(exclude_none=True)
@@ -700,7 +709,7 @@ def api_update_term(
     term_id: int,
     body: TermIn,
     principal: Principal = Depends(admin_only),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> TermOut:
     fields = body.model_dump(exclude_unset=True)
     fields.pop("key", None)
@@ -711,7 +720,7 @@ def api_update_term(
 @router.get("/api/v1/notifications", response_model=list[NotificationOut])
 def api_notifications(
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> list[NotificationOut]:
     return [
         NotificationOut.model_validate(n, from_attributes=True)
@@ -722,7 +731,7 @@ def api_notifications(
 @router.post("/api/v1/notifications/read")
 def api_mark_read(
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> dict[str, int]:
     return {"marked": service.mark_read(db_session, principal.user.id)}
 
@@ -758,7 +767,7 @@ def reading_page(
     modality: str = "",
     clinician_id: str = "",
     principal: Principal = Depends(can_report),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     clinician = int(clinician_id) if clinician_id.isdigit() else None
     items = service.reading_queue(
@@ -797,7 +806,7 @@ def claim_page(
     study_id: int,
     take_over: Annotated[str, Query()] = "",
     principal: Principal = Depends(can_report),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     service.claim_study(
         db_session,
@@ -816,7 +825,7 @@ def claim_page(
 def release_page(
     study_id: int,
     principal: Principal = Depends(can_report),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     service.release_claim(db_session, principal.actor, principal.user, study_id)
     return RedirectResponse("/reading", status_code=303)
@@ -827,7 +836,7 @@ def study_page(
     request: Request,
     study_id: int,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     study = service.get_study(db_session, study_id)
     horse = db_session.get(Horse, study.horse_id) if study.horse_id else None
@@ -870,7 +879,7 @@ def editor_page(
     request: Request,
     report_id: int,
     principal: Principal = Depends(can_report),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     report = service.get_report(db_session, report_id)
     if report.status == ReportStatus.FINAL:
@@ -922,7 +931,7 @@ def search_page(
     request: Request,
     query: search.SearchQuery = Depends(search_params),
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     result = (
         search.search(db_session, query, _zone(request))
@@ -955,7 +964,7 @@ def search_csv(
     request: Request,
     query: search.SearchQuery = Depends(search_params),
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     return _csv_response(request, db_session, query)
 
@@ -965,7 +974,7 @@ def report_page(
     request: Request,
     report_id: int,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     report = service.get_report(db_session, report_id)
     _visible(report, principal)
@@ -1010,7 +1019,7 @@ async def follow_up_page(
     request: Request,
     report_id: int,
     principal: Principal = Depends(can_report),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     form = await request.form()
     kind = (
@@ -1055,7 +1064,7 @@ def report_pdf(
     request: Request,
     report_id: int,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     report = service.get_report(db_session, report_id)
     _visible(report, principal)
@@ -1072,7 +1081,7 @@ def report_thumbnail(
     request: Request,
     report_id: int,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     report = service.get_report(db_session, report_id)
     _visible(report, principal)
@@ -1089,7 +1098,7 @@ def reports_section(
     request: Request,
     horse_id: int,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     if db_session.get(Horse, horse_id) is None:
         raise NotFound(
@@ -1115,7 +1124,7 @@ def reports_section(
 def notifications_page(
     request: Request,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     notes = service.notifications_for(db_session, principal.user.id)
     return render(
@@ -1129,7 +1138,7 @@ def notifications_page(
 def notifications_badge(
     request: Request,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     count = service.unread_count(db_session, principal.user.id)
     return render(
@@ -1142,7 +1151,7 @@ def notifications_badge(
 @router.post("/notifications/read", include_in_schema=False)
 def notifications_read(
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     service.mark_read(db_session, principal.user.id)
     return RedirectResponse("/notifications", status_code=303)
@@ -1152,7 +1161,7 @@ def notifications_read(
 def vocabulary_page(
     request: Request,
     principal: Principal = Depends(can_read),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     return render(
         request,
@@ -1177,7 +1186,7 @@ async def vocabulary_update_page(
     request: Request,
     term_id: int,
     principal: Principal = Depends(admin_only),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> Response:
     form = await request.form()
 

@@ -104,7 +104,7 @@ def viewer_page(
     compare: str | None = Query(None, description="prior Study Instance UID"),
     render_mode: str | None = Query(None, alias="render"),
     principal: Principal = Depends(require_roles(*VIEWER_ROLES)),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     settings: ViewerSettings = Depends(_viewer_settings),
 ) -> Response:
     """Open one study in the viewer, with its horse and priors; audited."""
@@ -176,7 +176,7 @@ def viewer_context_api(
     request: Request,
     study_uid: str,
     principal: Principal = Depends(require_roles(*VIEWER_ROLES)),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
     settings: ViewerSettings = Depends(_viewer_settings),
 ) -> dict[str, Any]:
     """A study with its horse, its priors (same region first) and outside viewers."""
@@ -196,7 +196,7 @@ def viewer_context_api(
 def offline_manifest(
     study_uid: str,
     principal: Principal = Depends(require_roles(*VIEWER_ROLES)),
-    db_session: Session = Depends(get_db_session),
+    db_session: Session = Depends(get_db_session, scope="function"),
 ) -> dict[str, object]:
     """Every URL a device stores to open the study without signal, with sizes."""
     study = service.get_study(db_session, study_uid)
