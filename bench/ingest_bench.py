@@ -149,6 +149,18 @@ def children_peak_rss_mb(pid: int) -> float:
     return max(peaks)
 
 
+def wait_http(port: int, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                return
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)
+
+
 def echo(port: int, called_ae: str) -> bool:
     result = subprocess.run(
         ["echoscu", "-aet", CALLING_AE, "-aec", called_ae, "127.0.0.1", str(port)],
@@ -230,6 +242,9 @@ class FetlockServer(Server):
                 stderr=out,
             )
         self.wait_ready(log)
+        # The DICOM listener starts before the web app is built; measure once
+        # the whole server is up, as it is in use.
+        wait_http(self.http_port)
 
     def stored(self) -> int:
         database = Database(self.url)
@@ -353,15 +368,6 @@ def chart_latency(work: Path, trials: int) -> tuple[list[float], list[float]]:
     thumbnails: list[float] = []
     try:
         client = httpx.Client(base_url=f"http://127.0.0.1:{server.http_port}")
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if client.get("/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-            time.sleep(0.1)
         login = client.post(
             "/login", data={"username": "bench-vet", "password": PASSWORD}
         )
