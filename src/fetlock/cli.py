@@ -196,6 +196,14 @@ def token_create(
     typer.echo(token)
 
 
+@app.command()
+def worker() -> None:
+    """Run background jobs only, until interrupted (extra workers on PostgreSQL)."""
+    from fetlock.jobs.worker import run_worker
+
+    run_worker(get_settings())
+
+
 @app.command("import")
 def import_files(
     path: Annotated[Path, typer.Argument(help="A folder, a DICOMDIR or a DICOM file.")],

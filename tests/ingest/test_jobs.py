@@ -303,3 +303,39 @@ def test_started_worker_picks_up_a_job_without_polling_delay(
 
     assert _jobs(database) == []
     assert [name for name, _ in CALLS] == ["test.record"]
+
+
+def test_worker_command_runs_queued_jobs_on_postgresql(
+    database: Database, settings: Settings
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    command = [str(Path(sys.executable).with_name("fetlock")), "worker"]
+    env = dict(os.environ)
+    env.update(
+        FETLOCK_DATA_DIR=str(settings.data_dir),
+        FETLOCK_DATABASE_URL=settings.effective_database_url,
+    )
+    if database.is_sqlite:
+        refused = subprocess.run(command, env=env, capture_output=True, text=True)
+        assert refused.returncode == 1
+        assert "fetlock worker needs PostgreSQL" in refused.stderr
+        return
+
+    # study_settled for a study that does not exist is a job that succeeds.
+    with database.session() as db_session:
+        enqueue(db_session, "study_settled", study_id=987654)
+    process = subprocess.Popen(command, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while _jobs(database) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _jobs(database) == []
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0

@@ -382,3 +382,25 @@ def test_settled_check_waits_while_images_keep_arriving(
         ).scalars()
         assert pending.run_after > utcnow()
     assert "charge.views_flagged" not in _actions(database)
+
+
+def test_order_page_shows_views_ordered_against_received(
+    database: Database,
+    blobs: LocalBlobStore,
+    make_instance: MakeInstance,
+    clinic: Clinic,
+    login_as,  # type: ignore[no-untyped-def]
+) -> None:
+    vet = login_as(Role.VETERINARIAN)
+    fragment_url = f"/orders/{clinic.order.id}/views-section"
+    assert "No images received" in vet.get(fragment_url).text
+
+    _send_views(database, blobs, make_instance, clinic, ["LF LM", "LF LM", "RF DP"])
+    fragment = vet.get(fragment_url).text
+
+    assert "LF-LM</span>\n    2 images" in fragment
+    assert "LF-PaPr-PaDiO</span>\n    missing" in fragment
+    assert "Not ordered: RF DP" in fragment
+    assert "1 of 3 ordered views received" in fragment
+    page = vet.get(f"/orders/{clinic.order.id}")
+    assert f'data-refresh="{fragment_url}"' in page.text

@@ -89,7 +89,11 @@ def _context_in_order(
 def event_handlers(context: ScpContext) -> list[tuple[evt.EventType, Handler]]:
     # Received data sets go to a temporary file, never to memory.
     _config.STORE_RECV_CHUNKED_DATASET = True
-    _receive_into(get_blob_store(context.settings).staging)
+    blobs = get_blob_store(context.settings)
+    _receive_into(blobs.staging)
+    # Staged copies left by an import or upload that was killed; an hour keeps
+    # clear of any still being written by another process.
+    blobs.clean_staging(older_than_s=STALE_STAGING_S)
 
     def on_c_store(event: evt.Event) -> int | Dataset:
         return _store(event, context)
@@ -157,6 +161,8 @@ def _needs_reorder(offered: tuple[str, ...]) -> bool:
     return wanted != picked
 
 
+# Age after which a staging file is a leftover of a crash.
+STALE_STAGING_S = 3600.0
 # Prefix of the files pynetdicom receives into; see _receive_into.
 RECEIVE_PREFIX = "c-store-"
 

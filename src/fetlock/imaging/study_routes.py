@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fetlock.auth.deps import ALL_STAFF, Principal, require_roles
@@ -17,6 +18,7 @@ from fetlock.config import Settings
 from fetlock.imaging import study_service
 from fetlock.imaging.models import ImagingOrder
 from fetlock.imaging.reconcile import get_study
+from fetlock.imaging.study_models import Study
 from fetlock.imaging.study_schemas import StudyOut, ViewComparisonOut
 from fetlock.practice import service as practice_service
 from fetlock.storage import get_blob_store
@@ -101,13 +103,33 @@ def read_study(
     return StudyOut.of(study_service.summarise(db_session, [study])[0])
 
 
-@router.get("/api/v1/imaging/orders/{order_id}/views", tags=["studies"])
-def order_views(
+@router.get("/orders/{order_id}/views-section", include_in_schema=False)
+def order_views_section(
+    request: Request,
     order_id: int,
     principal: Principal = Depends(can_read),
     db_session: Session = Depends(get_db_session, scope="function"),
-) -> ViewComparisonOut:
-    """Views ordered against views received over every study of the order."""
+) -> Response:
+    """Render the order page's fragment: views ordered against views received."""
+    order = _order(db_session, order_id)
+    studies = list(
+        db_session.execute(
+            select(Study).where(Study.order_id == order.id).order_by(Study.id)
+        ).scalars()
+    )
+    return render(
+        request,
+        "imaging/order_views_section.html",
+        {
+            "principal": principal,
+            "order": order,
+            "studies": studies,
+            "views": study_service.order_view_comparison(db_session, order),
+        },
+    )
+
+
+def _order(db_session: Session, order_id: int) -> ImagingOrder:
     order = db_session.get(ImagingOrder, order_id)
     if order is None:
         raise NotFound(
@@ -115,4 +137,15 @@ def order_views(
             field="order_id",
             value=order_id,
         )
+    return order
+
+
+@router.get("/api/v1/imaging/orders/{order_id}/views", tags=["studies"])
+def order_views(
+    order_id: int,
+    principal: Principal = Depends(can_read),
+    db_session: Session = Depends(get_db_session, scope="function"),
+) -> ViewComparisonOut:
+    """Compare the views ordered with those received, over the order's studies."""
+    order = _order(db_session, order_id)
     return ViewComparisonOut.of(study_service.order_view_comparison(db_session, order))

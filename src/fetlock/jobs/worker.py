@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -224,6 +225,33 @@ class Worker:
                 job.run_after = now + dt.timedelta(
                     seconds=backoff_seconds(job.attempts)
                 )
+
+
+def run_worker(settings: Settings) -> None:
+    """Run a worker in the foreground until SIGINT or SIGTERM (``fetlock worker``).
+
+    ``fetlock serve`` already runs one worker. On PostgreSQL more may run, on
+    this node or others, and they share the queue. On SQLite a second worker
+    would wrongly take back the first one's running jobs at start, so this
+    refuses to run there.
+    """
+    database = Database(settings.effective_database_url)
+    if database.is_sqlite:
+        database.dispose()
+        raise SystemExit(
+            "fetlock worker needs PostgreSQL (FETLOCK_DATABASE_URL); on SQLite the "
+            "worker inside `fetlock serve` is the only one"
+        )
+    stop = threading.Event()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: stop.set())
+    worker = Worker(database, settings)
+    worker.start()
+    try:
+        stop.wait()
+    finally:
+        worker.stop()
+        database.dispose()
 
 
 def _dead_on_this_host(worker_id: str) -> bool:
