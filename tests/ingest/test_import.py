@@ -69,7 +69,8 @@ def test_importing_the_dicomdir_itself_imports_what_it_names(
 
     summary = import_path(database, usb / "DICOMDIR", blobs=blobs, actor=ACTOR)
 
-    assert summary.stored == 2 and summary.ok
+    assert summary.stored == 2
+    assert summary.ok
 
 
 def test_file_named_by_the_dicomdir_but_missing_is_a_failure(

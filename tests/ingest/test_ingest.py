@@ -78,7 +78,8 @@ def test_real_file_is_stored_byte_for_byte_and_indexed(
         assert instance.sop_instance_uid == ds.SOPInstanceUID
         assert instance.sop_class_uid == ds.SOPClassUID
         assert instance.transfer_syntax_uid == transfer_syntax
-        assert instance.rows == ds.Rows and instance.columns == ds.Columns
+        assert instance.rows == ds.Rows
+        assert instance.columns == ds.Columns
         assert instance.number_of_frames == (
             int(ds.NumberOfFrames) if "NumberOfFrames" in ds else None
         )
@@ -124,7 +125,8 @@ def test_same_object_sent_twice_is_stored_once_and_both_succeed(
 
     assert first.status is StoreStatus.STORED
     assert second.status is StoreStatus.DUPLICATE
-    assert second.ok and second.instance_id == first.instance_id
+    assert second.ok
+    assert second.instance_id == first.instance_id
     assert _count(database, Instance) == 1
 
 

@@ -72,7 +72,8 @@ def test_worker_runs_a_job_and_removes_it(database: Database, worker: Worker) ->
     assert _jobs(database) == []
     with database.session() as db_session:
         client = db_session.get(Client, client_id)
-        assert client is not None and client.notes == "touched by a job"
+        assert client is not None
+        assert client.notes == "touched by a job"
 
 
 def test_a_pending_job_absorbs_the_same_enqueue(database: Database) -> None:

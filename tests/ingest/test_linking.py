@@ -85,7 +85,8 @@ def test_walk_in_study_waits_in_the_queue_with_the_reason(
     store_instance(database, path, blobs=blobs, actor=MODALITY)
 
     study = _study(database)
-    assert study.horse_id is None and study.order_id is None
+    assert study.horse_id is None
+    assert study.order_id is None
     assert "no order has (0008,0050) Accession Number 'OFFLINE7'" in (
         study.unmatched_reason or ""
     )
@@ -150,7 +151,8 @@ def test_staff_attach_a_queued_study_and_the_chart_shows_it(
 
     queue = tech.get("/imaging/reconcile")
     assert queue.status_code == 200
-    assert "PLATE-7" in queue.text and "Unknown^Pony" in queue.text
+    assert "PLATE-7" in queue.text
+    assert "Unknown^Pony" in queue.text
     detail = tech.get(f"/imaging/reconcile/{study.id}?horse_id={clinic.monty.id}")
     assert clinic.order.accession_number in detail.text
 
@@ -198,7 +200,8 @@ def test_attach_to_an_order_of_another_horse_is_refused_naming_the_field(
 
     assert response.status_code == 422
     error = response.json()["errors"][0]
-    assert error["field"] == "order_id" and error["value"] == clinic.order.id
+    assert error["field"] == "order_id"
+    assert error["value"] == clinic.order.id
     assert "is for another horse, not Star" in error["message"]
     assert _study(database).horse_id is None
 
@@ -255,7 +258,7 @@ def test_chart_fragment_shows_study_views_count_status_and_thumbnail(
     login_as,  # type: ignore[no-untyped-def]
 ) -> None:
     # Ordered: LF-LM, LF-D65Pr-PaDiO, LF-PaPr-PaDiO. Received: two of them,
-    # one named another way, and a view nobody ordered.
+    # one named another way, and a view that was not ordered.
     _send_views(
         database, blobs, make_instance, clinic, ["LF LM", "lf-d65pr-padio", "RF LM"]
     )
@@ -269,7 +272,8 @@ def test_chart_fragment_shows_study_views_count_status_and_thumbnail(
     assert "Views: 2 of 3 ordered" in before.text
     assert "Missing: LF-PaPr-PaDiO" in before.text
     assert "Not ordered: RF LM" in before.text
-    assert "scheduled" in before.text and "DX" in before.text
+    assert "scheduled" in before.text
+    assert "DX" in before.text
 
     assert worker.run_pending() >= 1
     after = vet.get(url)
