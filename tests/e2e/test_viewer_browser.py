@@ -152,6 +152,23 @@ def settled_page_point(page: Page, point: tuple[int, int]) -> tuple[float, float
     raise AssertionError(f"the image kept moving: last at {previous}")
 
 
+def settled_measurement(page: Page) -> dict[str, Any]:
+    """The only measurement, once the viewer has recomputed it for its final handles.
+
+    Cornerstone computes a length while it renders, one frame behind the
+    mouse, so a busy machine can show the value of an earlier drag position
+    for a moment after the button is released.
+    """
+    previous = None
+    for _ in range(50):
+        (current,) = viewer_state(page)["measurements"]
+        if current == previous:
+            return current  # type: ignore[no-any-return]
+        previous = current
+        page.wait_for_timeout(200)
+    raise AssertionError(f"the measurement kept changing: last {previous}")
+
+
 def open_from_chart(
     page: Page, live_server: LiveServer, horse_id: int, uid: str
 ) -> None:
@@ -219,7 +236,7 @@ def test_length_on_calibrated_radiograph_in_millimetres(
     page.mouse.up()
     page.locator("#measurements li").first.wait_for()
 
-    (measurement,) = viewer_state(page)["measurements"]
+    measurement = settled_measurement(page)
     assert measurement["unit"] == "mm"
     expected = math.dist(start, end) * CAT_PIXEL_SPACING_MM
     # The mouse lands on whole CSS pixels; each covers this many image pixels.
