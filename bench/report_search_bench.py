@@ -48,7 +48,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from fastapi.testclient import TestClient  # noqa: E402
-from sqlalchemy import create_engine, insert, text  # noqa: E402
+from sqlalchemy import create_engine, func, insert, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 import fetlock.db.registry  # noqa: E402, F401
@@ -572,12 +572,32 @@ def _wait(condition: Callable[[], bool], period: float, timeout: float = 10) -> 
 # --------------------------------------------------------------------------
 
 
+def seeded_people(database: Database) -> dict[str, list[int]] | None:
+    """The bench's radiologists and clinicians, if an earlier run seeded them."""
+    with database.session() as db_session:
+        if not db_session.scalar(select(func.count()).select_from(Report)):
+            return None
+        users = db_session.execute(
+            select(User.id, User.role)
+            .where(User.username.like("bench%"))
+            .order_by(User.id)
+        ).all()
+    return {
+        "radiologists": [u.id for u in users if u.role == Role.RADIOLOGIST],
+        "clinicians": [u.id for u in users if u.role == Role.VETERINARIAN],
+    }
+
+
 def measure_search_on(url: str, args: argparse.Namespace) -> None:
     upgrade(url)
     database = Database(url)
-    started = time.perf_counter()
-    people = seed(database, args.reports)
-    print(f"  seeding took {time.perf_counter() - started:.0f} s")
+    people = seeded_people(database) if args.database else None
+    if people is None:
+        started = time.perf_counter()
+        people = seed(database, args.reports)
+        print(f"  seeding took {time.perf_counter() - started:.0f} s")
+    else:
+        print("  searching the reports an earlier run seeded")
     samples, per_query = measure_search(database, people, args.rounds)
     print(f"  {'query':<40} {'median ms':>10} {'hits':>7}")
     for name, (median, total) in per_query.items():
@@ -626,6 +646,13 @@ def main() -> None:
         action="store_true",
         help="measure only sign-off to chart, on empty scratch databases",
     )
+    parser.add_argument(
+        "--database",
+        metavar="URL",
+        help="seed this database, or search it as seeded by an earlier run, "
+        "and keep it afterwards (the default: fresh scratch databases, dropped "
+        "at the end); sign-off runs still use scratch databases",
+    )
     args = parser.parse_args()
     print(
         f"Fetlock findings search bench on {platform.node()} "
@@ -633,6 +660,10 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="fetlock-report-bench-") as tmp:
         workdir = Path(tmp)
+        if args.database:
+            label = "SQLite" if args.database.startswith("sqlite") else "PostgreSQL"
+            run(label, args.database, args, workdir)
+            return
         if not args.no_sqlite:
             for url in sqlite_database(workdir):
                 run("SQLite", url, args, workdir)
