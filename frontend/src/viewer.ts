@@ -156,6 +156,11 @@ async function initCornerstone(config: ViewerConfig): Promise<void> {
   const calibration = coreUtilities.calibratedPixelSpacingMetadataProvider;
   metaData.addProvider((type: string, imageId: string) => calibration.get(type, imageId), 11000);
 
+  eventTarget.addEventListener(Enums.Events.IMAGE_LOADED, () => {
+    if (state.timings.imageLoaded === undefined) {
+      mark("imageLoaded");
+    }
+  });
   eventTarget.addEventListener(tools.Enums.Events.ANNOTATION_COMPLETED, renderMeasurements);
   eventTarget.addEventListener(tools.Enums.Events.ANNOTATION_MODIFIED, renderMeasurements);
   eventTarget.addEventListener(tools.Enums.Events.ANNOTATION_REMOVED, renderMeasurements);

@@ -117,3 +117,70 @@ def test_native_frame__raw_when_client_does_not_ask_for_jpeg_ls(
     ((content_type, body),) = _parts(response)
     assert content_type.startswith("application/octet-stream; transfer-syntax=")
     assert body == ds.pixel_array.astype("<u2").tobytes()
+
+
+def _blobs(settings: Settings):  # type: ignore[no-untyped-def]
+    from fetlock.storage import get_blob_store
+
+    return get_blob_store(settings)
+
+
+def _instance_key(database: Database, ds: pydicom.Dataset) -> tuple[int, str]:
+    from sqlalchemy import select
+
+    from fetlock.imaging.study_models import Instance
+
+    with database.session() as db_session:
+        row = db_session.execute(
+            select(Instance.study_id, Instance.blob_key).where(
+                Instance.sop_instance_uid == ds.SOPInstanceUID
+            )
+        ).one()
+    return row.study_id, row.blob_key
+
+
+def test_jpeg_ls_copy_is_kept_and_served_again(
+    login_as, stored, settings: Settings, database: Database
+) -> None:
+    from fetlock.dicomweb.wado import jpeg_ls_frame_key
+
+    vet = login_as(Role.VETERINARIAN)
+    ds = stored["native"]
+    _study_id, blob_key = _instance_key(database, ds)
+    kept = jpeg_ls_frame_key(blob_key, 1)
+    blobs = _blobs(settings)
+    assert not blobs.exists(kept)
+
+    first = vet.get(_frame_url(ds), headers={"Accept": DEFAULT_FRAME_ACCEPT})
+    ((_type, body),) = _parts(first)
+    with blobs.open(kept) as stream:
+        assert stream.read() == body
+
+    # The second request reads the kept copy instead of encoding again.
+    blobs.put_bytes(kept, b"kept copy")
+    second = vet.get(_frame_url(ds), headers={"Accept": DEFAULT_FRAME_ACCEPT})
+    ((_type, again),) = _parts(second)
+    assert again == b"kept copy"
+
+
+def test_settled_study_gets_its_jpeg_ls_copies_made(
+    stored, settings: Settings, database: Database
+) -> None:
+    from fetlock.dicomweb.wado import jpeg_ls_frame_key
+    from fetlock.jobs import enqueue
+    from fetlock.jobs.worker import Worker
+
+    blobs = _blobs(settings)
+    native_study, native_key = _instance_key(database, stored["native"])
+    j2k_study, j2k_key = _instance_key(database, stored["j2k"])
+    with database.session() as db_session:
+        enqueue(db_session, "viewer_frames", study_id=native_study)
+        enqueue(db_session, "viewer_frames", study_id=j2k_study)
+
+    assert Worker(database, settings).run_pending() >= 2
+
+    with blobs.open(jpeg_ls_frame_key(native_key, 1)) as stream:
+        decoded = jpeg_ls.decode(np.frombuffer(stream.read(), dtype=np.uint8))
+    np.testing.assert_array_equal(decoded, stored["native"].pixel_array)
+    # Stored JPEG 2000 frames travel as stored, so no copy is made for them.
+    assert not blobs.exists(jpeg_ls_frame_key(j2k_key, 1))

@@ -99,6 +99,7 @@ def study_settled(ctx: JobContext, *, study_id: int) -> None:
             study_id=study_id,
         )
         return
+    enqueue(ctx.db_session, "viewer_frames", study_id=study_id)
     if study.order_id is None:
         return
     ae_title = study.source_ae_title
@@ -107,3 +108,33 @@ def study_settled(ctx: JobContext, *, study_id: int) -> None:
         source_ae_title=ae_title,
     )
     billing_hooks.on_study_received(ctx.db_session, study, actor)
+
+
+@job("viewer_frames")
+def prepare_viewer_frames(ctx: JobContext, *, study_id: int) -> None:
+    """Keep JPEG-LS copies of the study's uncompressed single-frame images.
+
+    The browser viewer asks for frames as JPEG-LS. Made here, once the study
+    has settled, the copy is ready before the first viewer asks for it.
+    Multi-frame images are encoded frame by frame when first viewed.
+    """
+    from fetlock.dicomweb import wado
+
+    with ctx.database.session() as read_session:
+        candidates = read_session.execute(
+            select(Instance.blob_key, Instance.transfer_syntax_uid).where(
+                Instance.study_id == study_id,
+                Instance.rows.is_not(None),
+                (Instance.number_of_frames.is_(None))
+                | (Instance.number_of_frames == 1),
+            )
+        ).all()
+    prepared = 0
+    for blob_key, syntax in candidates:
+        if ctx.blobs.exists(wado.jpeg_ls_frame_key(blob_key, 1)):
+            continue
+        if wado.can_transcode_to_jpeg_ls(ctx.blobs, blob_key, syntax):
+            wado.jpeg_ls_frame(ctx.blobs, blob_key, 1)
+            prepared += 1
+    if prepared:
+        logger.info("kept JPEG-LS copies of %d images of study %d", prepared, study_id)
