@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -69,6 +70,12 @@ SPS_TIME = "ScheduledProcedureStepStartTime"
 # Keys every response carries, requested or not: the R (required matching)
 # keys of PS3.4 Table K.6-1, and the SPS ID and description, which are Type 1
 # return keys of the single SPS item. Other keys come back only when requested.
+# Pending responses between two pauses that let a C-CANCEL in (_let_peer_in).
+CANCEL_CHECK_INTERVAL = 16
+# Longest wait for the queued responses to go out, and the pause after it.
+SEND_DRAIN_MAX_S = 0.05
+PEER_READ_PAUSE_S = 0.002
+
 REQUIRED_TOP_LEVEL = ("PatientName", "PatientID")
 REQUIRED_SPS_ITEM = (
     "ScheduledStationAETitle",
@@ -410,7 +417,9 @@ def handle_find(
     logger.info("MWL C-FIND from %s: %d matches", ae_title, len(items))
 
     # 4. One Pending response per match; pynetdicom adds the final Success.
-    for item in items:
+    for number, item in enumerate(items):
+        if number and number % CANCEL_CHECK_INTERVAL == 0:
+            _let_peer_in(event)
         if event.is_cancelled:
             logger.info("MWL C-FIND from %s cancelled by the modality", ae_title)
             yield CANCEL, None
@@ -419,3 +428,18 @@ def handle_find(
             PENDING,
             build_response(response_attributes(query, item), peer.character_set),
         )
+
+
+def _let_peer_in(event: evt.Event) -> None:
+    """Wait until the queued responses are sent, so that a C-CANCEL can be read.
+
+    pynetdicom 3's DUL thread reads the peer's PDUs only while it has nothing
+    queued to send, and responses are built faster than they are sent, so
+    without a pause a C-CANCEL is read only after the last response.
+    """
+    outgoing = event.assoc.dul.to_provider_queue
+    deadline = time.monotonic() + SEND_DRAIN_MAX_S
+    while not outgoing.empty() and time.monotonic() < deadline:
+        time.sleep(0.0005)
+    # The DUL sleeps up to 1 ms between loops before it reads the socket.
+    time.sleep(PEER_READ_PAUSE_S)
