@@ -256,9 +256,9 @@ def jpeg_ls_frame(blobs: BlobStore, blob_key: str, number: int) -> bytes:
 
     The encoded frame is kept in the blob store, since every viewer of the
     image asks for the same bytes and encoding costs CPU time (CharLS took
-    about 85 ms for a 1870 x 1870 12-bit radiograph on one core here). Instances never change, so
-    a kept copy never goes stale. A copy that cannot be kept (a full disk)
-    is logged and the frame is still returned.
+    about 85 ms for a 1870 x 1870 12-bit radiograph on one core here).
+    Instances never change, so a kept copy never goes stale. A copy that
+    cannot be kept (a full disk) is logged and the frame is still returned.
     """
     key = jpeg_ls_frame_key(blob_key, number)
     try:
