@@ -309,6 +309,31 @@ def test_search_api_and_csv_export(
     assert f'href="/horses/{api_case.horse.id}"' in page.text
 
 
+def test_csv_export_neutralises_formulas(
+    reader: LoggedInClient,
+    clinician: LoggedInClient,
+    database: Database,
+    settings: Settings,
+) -> None:
+    with database.session() as db_session:
+        case = make_case(
+            db_session, settings, clinician.user, reader.user, barn_name="@Calc"
+        )
+    report_id = reader.post(f"/api/v1/studies/{case.study.id}/reports").json()["id"]
+    reader.put(
+        f"/api/v1/reports/{report_id}",
+        json={"template": "foot", "impression": '=HYPERLINK("http://x","y")'},
+    )
+    assert reader.post(f"/api/v1/reports/{report_id}/sign").status_code == 200
+
+    exported = clinician.get("/reports/search.csv", params={"q": ""})
+
+    (row,) = csv.DictReader(io.StringIO(exported.text))
+    assert row["horse"] == "'@Calc"
+    assert row["impression"] == '\'=HYPERLINK("http://x","y")'
+    assert row["report_id"] == str(report_id)
+
+
 def test_pages_render(
     reader: LoggedInClient, clinician: LoggedInClient, api_case: ReadingCase
 ) -> None:

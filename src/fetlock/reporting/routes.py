@@ -382,8 +382,25 @@ def _csv_lines(
                     f.location or "",
                     f.detail,
                 ]
-            writer.writerow([*common, *middle, *tail])
+            writer.writerow([_spreadsheet_safe(v) for v in (*common, *middle, *tail)])
         yield flush()
+
+
+# First characters that make Excel, LibreOffice and Google Sheets read a cell
+# as a formula (OWASP, "CSV Injection").
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _spreadsheet_safe(value: object) -> object:
+    """Return ``value``, with a leading ``'`` if a spreadsheet would run it.
+
+    Report texts and names are typed by users, and the export is opened in
+    spreadsheets, where a cell such as ``=HYPERLINK(...)`` would be a live
+    formula. The quote makes it text and shows as nothing in the cell.
+    """
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def _csv_response(
