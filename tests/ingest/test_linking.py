@@ -206,6 +206,42 @@ def test_attach_to_an_order_of_another_horse_is_refused_naming_the_field(
     assert _study(database).horse_id is None
 
 
+@pytest.mark.parametrize("status", ["reported", "cancelled"])
+def test_closed_order_is_not_offered_nor_attached(
+    database: Database,
+    blobs: LocalBlobStore,
+    make_instance: MakeInstance,
+    clinic: Clinic,
+    login_as,  # type: ignore[no-untyped-def]
+    status: str,
+) -> None:
+    from fetlock.imaging.models import ImagingOrder, OrderStatus
+
+    with database.session() as db_session:
+        order = db_session.get(ImagingOrder, clinic.order.id)
+        assert order is not None
+        order.status = OrderStatus(status)
+    store_instance(
+        database, make_instance(AccessionNumber=""), blobs=blobs, actor=MODALITY
+    )
+    study = _study(database)
+    vet = login_as(Role.VETERINARIAN)
+
+    detail = vet.get(f"/imaging/reconcile/{study.id}?horse_id={clinic.monty.id}")
+    assert detail.status_code == 200
+    assert clinic.order.accession_number not in detail.text
+    response = vet.post(
+        f"/api/v1/imaging/studies/{study.id}/link",
+        json={"horse_id": clinic.monty.id, "order_id": clinic.order.id},
+    )
+
+    assert response.status_code == 422
+    error = response.json()["errors"][0]
+    assert error["field"] == "order_id"
+    assert f"is {status} and takes no more images" in error["message"]
+    assert _study(database).horse_id is None
+
+
 def test_reception_may_look_at_the_queue_but_not_attach(
     database: Database,
     blobs: LocalBlobStore,

@@ -19,11 +19,15 @@ from sqlalchemy.orm import Session
 from fetlock.audit import service as audit
 from fetlock.billing import hooks as billing_hooks
 from fetlock.db.base import utcnow
-from fetlock.imaging.models import ImagingOrder
+from fetlock.imaging.models import ImagingOrder, OrderStatus
 from fetlock.imaging.study_models import LinkMethod, Study
 from fetlock.practice.models import Horse
 
 logger = logging.getLogger(__name__)
+
+# Orders that staff may not attach a study to: withdrawn, or already
+# reported (more images need a new order, so that they are billed and read).
+CLOSED_ORDER_STATUSES = frozenset({OrderStatus.CANCELLED, OrderStatus.REPORTED})
 
 
 def find_order(
@@ -201,6 +205,14 @@ def attach(
             raise LinkError(
                 f"order {order.accession_number} is for another horse, not "
                 f"{horse.barn_name}; pick one of {horse.barn_name}'s orders",
+                field="order_id",
+                value=order_id,
+            )
+        if order.status in CLOSED_ORDER_STATUSES:
+            raise LinkError(
+                f"order {order.accession_number} is {OrderStatus(order.status).value} "
+                "and takes no more images; pick an open order, none, or order "
+                "the views again from the chart",
                 field="order_id",
                 value=order_id,
             )

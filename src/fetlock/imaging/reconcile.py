@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from fetlock.audit import service as audit
 from fetlock.imaging import linking
-from fetlock.imaging.models import ImagingOrder, OrderStatus
+from fetlock.imaging.models import ImagingOrder
 from fetlock.imaging.study_models import Study
 from fetlock.practice import service as practice_service
 from fetlock.practice.models import Horse
@@ -102,13 +102,13 @@ def suggestions(db_session: Session, study: Study) -> list[Suggestion]:
 
 
 def open_orders(db_session: Session, horse_id: int) -> list[ImagingOrder]:
-    """Return the horse's orders that are not cancelled, newest first."""
+    """Return the horse's orders a study may be attached to, newest first."""
     return list(
         db_session.execute(
             select(ImagingOrder)
             .where(
                 ImagingOrder.horse_id == horse_id,
-                ImagingOrder.status != OrderStatus.CANCELLED,
+                ImagingOrder.status.not_in(linking.CLOSED_ORDER_STATUSES),
             )
             .order_by(ImagingOrder.scheduled_start.desc(), ImagingOrder.id.desc())
             .limit(50)
