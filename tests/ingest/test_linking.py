@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 
 import pytest
@@ -53,6 +54,42 @@ def test_study_links_to_its_order_by_accession_number(
     assert study.link_method == "accession_number"
     assert study.unmatched_reason is None
     assert "imaging.study.linked" in _actions(database)
+
+
+def test_images_without_mpps_take_order_off_worklist(
+    database: Database,
+    blobs: LocalBlobStore,
+    make_instance: MakeInstance,
+    clinic: Clinic,
+) -> None:
+    from fetlock.imaging import service as imaging_service
+    from fetlock.imaging.models import ImagingOrder
+
+    def on_worklist() -> list[str]:
+        with database.session() as db_session:
+            records = imaging_service.worklist_records(
+                db_session,
+                imaging_service.WorklistFilter(),
+                day=dt.date.today(),
+                with_views=False,
+            )
+        return [r.accession_number for r in records]
+
+    assert clinic.order.accession_number in on_worklist()
+    path = make_instance(
+        AccessionNumber=clinic.order.accession_number,
+        PatientID=clinic.monty.patient_id,
+    )
+
+    store_instance(database, path, blobs=blobs, actor=MODALITY)
+
+    with database.session() as db_session:
+        order = db_session.get(ImagingOrder, clinic.order.id)
+        assert order is not None
+        assert order.status == "in_progress"
+        assert order.started_at is not None
+        assert [step.status for step in order.steps] == ["STARTED"]
+    assert clinic.order.accession_number not in on_worklist()
 
 
 def test_study_links_by_study_instance_uid_without_accession(
@@ -308,7 +345,10 @@ def test_chart_fragment_shows_study_views_count_status_and_thumbnail(
     assert "Views: 2 of 3 ordered" in before.text
     assert "Missing: LF-PaPr-PaDiO" in before.text
     assert "Not ordered: RF LM" in before.text
-    assert "scheduled" in before.text
+    # Images arrived, so the order has started even without an MPPS.
+    assert '<span class="study-status badge in-progress">in progress</span>' in (
+        before.text
+    )
     assert "DX" in before.text
 
     assert worker.run_pending() >= 1

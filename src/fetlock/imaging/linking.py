@@ -11,6 +11,7 @@ matches no order at all. Staff attach queued studies by hand (``attach``).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from sqlalchemy import select
@@ -19,7 +20,11 @@ from sqlalchemy.orm import Session
 from fetlock.audit import service as audit
 from fetlock.billing import hooks as billing_hooks
 from fetlock.db.base import utcnow
-from fetlock.imaging.models import ImagingOrder, OrderStatus
+from fetlock.imaging.models import (
+    ImagingOrder,
+    OrderStatus,
+    ScheduledProcedureStepStatus,
+)
 from fetlock.imaging.study_models import LinkMethod, Study
 from fetlock.practice.models import Horse
 
@@ -134,6 +139,8 @@ def _set_link(
     study.linked_at = utcnow()
     study.linked_by_id = user_id
     study.unmatched_reason = None
+    if order is not None:
+        _start_on_images(order, study.linked_at)
     db_session.flush()
     audit.record(
         db_session,
@@ -158,6 +165,28 @@ def _set_link(
         horse_id,
         f" and order {order.accession_number}" if order else "",
         method.value,
+    )
+
+
+def _start_on_images(order: ImagingOrder, now: dt.datetime) -> None:
+    """Mark a scheduled order started once images for it arrive.
+
+    A modality that sends no MPPS never reports the step started, and the
+    order would stay on the worklist after its images are in. An MPPS
+    N-CREATE that follows finds the order started and leaves it so; its
+    N-SET still completes or discontinues it.
+    """
+    if order.status != OrderStatus.SCHEDULED:
+        return
+    order.status = OrderStatus.IN_PROGRESS
+    order.started_at = order.started_at or now
+    order.updated_at = now
+    for step in order.steps:
+        if step.status == ScheduledProcedureStepStatus.SCHEDULED:
+            step.status = ScheduledProcedureStepStatus.STARTED
+    logger.info(
+        "order %s started: its first images arrived before any MPPS",
+        order.accession_number,
     )
 
 
