@@ -92,6 +92,34 @@ def test_images_without_mpps_take_order_off_worklist(
     assert clinic.order.accession_number not in on_worklist()
 
 
+def test_order_with_images_cancels_only_with_reason(
+    database: Database,
+    blobs: LocalBlobStore,
+    make_instance: MakeInstance,
+    clinic: Clinic,
+    login_as,  # type: ignore[no-untyped-def]
+) -> None:
+    path = make_instance(
+        AccessionNumber=clinic.order.accession_number,
+        PatientID=clinic.monty.patient_id,
+    )
+    store_instance(database, path, blobs=blobs, actor=MODALITY)
+    vet = login_as(Role.VETERINARIAN)
+    page = vet.get(f"/orders/{clinic.order.id}")
+    assert "Cancel order" in page.text
+
+    bare = vet.post(f"/api/v1/orders/{clinic.order.id}/cancel", json={})
+    assert bare.status_code == 422, bare.text
+    assert bare.json()["errors"][0]["field"] == "cancel_reason"
+
+    cancelled = vet.post(
+        f"/api/v1/orders/{clinic.order.id}/cancel",
+        json={"reason": "owner withdrew consent after acquisition"},
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+
+
 def test_study_links_by_study_instance_uid_without_accession(
     database: Database,
     blobs: LocalBlobStore,

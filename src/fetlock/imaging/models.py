@@ -235,6 +235,11 @@ class ImagingOrder(Base):
         """True until acquisition starts (and while not cancelled)."""
         return self.status == OrderStatus.SCHEDULED
 
+    @property
+    def open_for_cancel(self) -> bool:
+        """True until acquisition ends; billing keeps the charge once images exist."""
+        return self.status in (OrderStatus.SCHEDULED, OrderStatus.IN_PROGRESS)
+
 
 class OrderView(Base):
     """A view ordered for a study, such as ``LF-LM`` (left fore lateromedial)."""

@@ -886,8 +886,19 @@ def cancel_order(
     order: ImagingOrder,
     reason: str | None = None,
 ) -> ImagingOrder:
-    """Cancel a scheduled order; its worklist item disappears at once."""
-    _require_scheduled(order, "cancelled")
+    """Cancel an order not yet completed; its worklist item disappears at once.
+
+    An order in progress (images or an MPPS have arrived) may still be
+    cancelled; billing then keeps its charge unless it is waived, and asks
+    for a reason.
+    """
+    if not order.open_for_cancel:
+        raise Conflict(
+            f"order {order.accession_number} is {order.status.replace('_', ' ')}; "
+            "only a scheduled or in-progress order can be cancelled",
+            field="status",
+            value=order.status,
+        )
     now = utcnow()
     order.status = OrderStatus.CANCELLED
     order.cancelled_at = now
