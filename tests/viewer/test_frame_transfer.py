@@ -157,10 +157,11 @@ def test_jpeg_ls_copy_is_kept_and_served_again(
         assert stream.read() == body
 
     # The second request reads the kept copy instead of encoding again.
-    blobs.put_bytes(kept, b"kept copy")
+    marked = b"\xff\xd8 kept copy \xff\xd9"
+    blobs.put_bytes(kept, marked)
     second = vet.get(_frame_url(ds), headers={"Accept": DEFAULT_FRAME_ACCEPT})
     ((_type, again),) = _parts(second)
-    assert again == b"kept copy"
+    assert again == marked
 
 
 def test_settled_study_gets_its_jpeg_ls_copies_made(
@@ -184,3 +185,94 @@ def test_settled_study_gets_its_jpeg_ls_copies_made(
     np.testing.assert_array_equal(decoded, stored["native"].pixel_array)
     # Stored JPEG 2000 frames travel as stored, so no copy is made for them.
     assert not blobs.exists(jpeg_ls_frame_key(j2k_key, 1))
+
+
+@pytest.mark.parametrize(
+    "damage", [b"", b"\xff\xd8\xff\xf7 cut short", b"not a codestream\xff\xd9"]
+)
+def test_damaged_jpeg_ls_copy_is_encoded_again(
+    login_as, stored, settings: Settings, database: Database, damage: bytes
+) -> None:
+    from fetlock.dicomweb.wado import jpeg_ls_frame_key
+
+    vet = login_as(Role.VETERINARIAN)
+    ds = stored["native"]
+    _study_id, blob_key = _instance_key(database, ds)
+    blobs = _blobs(settings)
+    kept = jpeg_ls_frame_key(blob_key, 1)
+    blobs.put_bytes(kept, damage)
+
+    response = vet.get(_frame_url(ds), headers={"Accept": DEFAULT_FRAME_ACCEPT})
+
+    assert response.status_code == 200, response.text
+    ((_type, body),) = _parts(response)
+    decoded = jpeg_ls.decode(np.frombuffer(body, dtype=np.uint8))
+    np.testing.assert_array_equal(decoded, ds.pixel_array)
+    with blobs.open(kept) as stream:
+        assert stream.read() == body, "the damaged copy is replaced"
+
+
+def test_unreadable_jpeg_ls_copy_falls_back_to_encoding(
+    login_as, stored, settings: Settings, database: Database
+) -> None:
+    from fetlock.dicomweb.wado import jpeg_ls_frame_key
+
+    vet = login_as(Role.VETERINARIAN)
+    ds = stored["native"]
+    _study_id, blob_key = _instance_key(database, ds)
+    path = _blobs(settings).local_path(jpeg_ls_frame_key(blob_key, 1))
+    assert path is not None
+    path.mkdir(parents=True)  # a directory where the copy should be
+
+    response = vet.get(_frame_url(ds), headers={"Accept": DEFAULT_FRAME_ACCEPT})
+
+    assert response.status_code == 200, response.text
+    ((_type, body),) = _parts(response)
+    decoded = jpeg_ls.decode(np.frombuffer(body, dtype=np.uint8))
+    np.testing.assert_array_equal(decoded, ds.pixel_array)
+
+
+def test_image_that_cannot_be_encoded_spares_the_rest(
+    settings: Settings, database: Database, database_url: str, tmp_path: Path
+) -> None:
+    from fetlock.dicomweb.wado import jpeg_ls_frame_key
+    from fetlock.jobs import enqueue
+    from fetlock.jobs.worker import Worker
+
+    with database.session() as db_session:
+        horse = practice.create_horse(db_session, ACTOR, barn_name="Juniper")
+        db_session.expunge(horse)
+    store = StudyStore(database_url, settings.data_dir)
+    study_uid, series_uid = generate_uid(), generate_uid()
+    paths = []
+    for number in (1, 2):
+        path = radiograph_copy(
+            cat_radiograph(),
+            tmp_path / f"{number}.dcm",
+            horse,
+            study_uid=study_uid,
+            series_uid=series_uid,
+            study_date="20250101",
+            description="Foot",
+            body_part="HOOF",
+            view="LF-LM",
+            instance_number=number,
+            crop=(SIDE, SIDE),
+        )
+        if number == 1:
+            # Rows says more than the pixel data holds.
+            ds = pydicom.dcmread(path)
+            ds.Rows = SIDE * 2
+            ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    stored_study = store.store(paths, horse)
+    store.close()
+    good = pydicom.dcmread(paths[1])
+    study_id, good_key = _instance_key(database, good)
+    with database.session() as db_session:
+        enqueue(db_session, "viewer_frames", study_id=study_id)
+
+    assert Worker(database, settings).run_pending() >= 1
+
+    assert stored_study is not None
+    assert _blobs(settings).exists(jpeg_ls_frame_key(good_key, 1))

@@ -67,15 +67,15 @@ SPS_SEQUENCE = "ScheduledProcedureStepSequence"
 SPS_DATE = "ScheduledProcedureStepStartDate"
 SPS_TIME = "ScheduledProcedureStepStartTime"
 
-# Keys every response carries, requested or not: the R (required matching)
-# keys of PS3.4 Table K.6-1, and the SPS ID and description, which are Type 1
-# return keys of the single SPS item. Other keys come back only when requested.
 # Pending responses between two pauses that let a C-CANCEL in (_let_peer_in).
 CANCEL_CHECK_INTERVAL = 16
-# Longest wait for the queued responses to go out, and the pause after it.
+# Maximum wait for the queued responses to go out, and the pause after it.
 SEND_DRAIN_MAX_S = 0.05
 PEER_READ_PAUSE_S = 0.002
 
+# Keys every response carries, requested or not: the R (required matching)
+# keys of PS3.4 Table K.6-1, and the SPS ID and description, which are Type 1
+# return keys of the single SPS item. Other keys come back only when requested.
 REQUIRED_TOP_LEVEL = ("PatientName", "PatientID")
 REQUIRED_SPS_ITEM = (
     "ScheduledStationAETitle",

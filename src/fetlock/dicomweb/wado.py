@@ -258,14 +258,59 @@ def jpeg_ls_frame(blobs: BlobStore, blob_key: str, number: int) -> bytes:
     image asks for the same bytes and encoding costs CPU time (CharLS took
     about 85 ms for a 1870 x 1870 12-bit radiograph on one core here).
     Instances never change, so a kept copy never goes stale. A copy that
-    cannot be kept (a full disk) is logged and the frame is still returned.
+    cannot be read or is damaged is encoded again and replaced, and one that
+    cannot be kept (a full disk) is logged; the frame is returned either way.
     """
     key = jpeg_ls_frame_key(blob_key, number)
+    kept = _read_kept(blobs, key)
+    if kept is not None:
+        return kept
+    encoded, _kept = _encode_and_keep(blobs, blob_key, number, key)
+    return encoded
+
+
+def keep_jpeg_ls_frame(blobs: BlobStore, blob_key: str, number: int) -> bool:
+    """Encode and keep a frame's JPEG-LS copy; True if the copy was written.
+
+    Raises what the decoder or encoder raises for pixel data that does not
+    match its header.
+    """
+    key = jpeg_ls_frame_key(blob_key, number)
+    return _encode_and_keep(blobs, blob_key, number, key)[1]
+
+
+# A complete JPEG-LS codestream starts with SOI and ends with EOI (ITU-T T.87).
+_JPEG_SOI = b"\xff\xd8"
+_JPEG_EOI = b"\xff\xd9"
+
+
+def _read_kept(blobs: BlobStore, key: str) -> bytes | None:
     try:
-        with blobs.open(key) as kept:
-            return kept.read()
+        with blobs.open(key) as stream:
+            data = stream.read()
     except FileNotFoundError:
-        pass
+        return None
+    except OSError as exc:
+        logger.warning(
+            "could not read the JPEG-LS copy %s (%s); encoding the frame again",
+            key,
+            exc,
+        )
+        return None
+    if not (data.startswith(_JPEG_SOI) and data.endswith(_JPEG_EOI)):
+        logger.warning(
+            "the JPEG-LS copy %s is damaged (%d bytes, not a complete codestream); "
+            "encoding the frame again",
+            key,
+            len(data),
+        )
+        return None
+    return data
+
+
+def _encode_and_keep(
+    blobs: BlobStore, blob_key: str, number: int, key: str
+) -> tuple[bytes, bool]:
     with _open_local(blobs, blob_key) as f:
         header, _ = locate_pixel_data(f)
     (data,) = iter_frames(blobs, blob_key, [number], stored=False)
@@ -274,7 +319,8 @@ def jpeg_ls_frame(blobs: BlobStore, blob_key: str, number: int) -> bytes:
         blobs.put_bytes(key, encoded)
     except OSError as exc:
         logger.warning("could not keep the JPEG-LS copy %s: %s", key, exc)
-    return encoded
+        return encoded, False
+    return encoded, True
 
 
 def _encode_jpeg_ls(data: bytes, header: Dataset) -> bytes:

@@ -133,8 +133,15 @@ def prepare_viewer_frames(ctx: JobContext, *, study_id: int) -> None:
     for blob_key, syntax in candidates:
         if ctx.blobs.exists(wado.jpeg_ls_frame_key(blob_key, 1)):
             continue
-        if wado.can_transcode_to_jpeg_ls(ctx.blobs, blob_key, syntax):
-            wado.jpeg_ls_frame(ctx.blobs, blob_key, 1)
-            prepared += 1
+        try:
+            if not wado.can_transcode_to_jpeg_ls(ctx.blobs, blob_key, syntax):
+                continue
+            prepared += wado.keep_jpeg_ls_frame(ctx.blobs, blob_key, 1)
+        except Exception:
+            # Pixel data that does not match its header: the viewer gets the
+            # error when it asks for this frame, and the other images go on.
+            logger.warning(
+                "no JPEG-LS copy of %s in study %d", blob_key, study_id, exc_info=True
+            )
     if prepared:
         logger.info("kept JPEG-LS copies of %d images of study %d", prepared, study_id)
