@@ -254,6 +254,50 @@ def test_length_on_calibrated_radiograph_in_millimetres(
     assert text.startswith(f"Length {measurement['value']:.2f} mm")
 
 
+def test_undecodable_frame_shows_an_error(
+    browser: Browser,
+    live_server: LiveServer,
+    login: Callable[[Page, str], None],
+    studies: Studies,
+) -> None:
+    # Without the service worker, so that the route below sees the request.
+    context = browser.new_context(service_workers="block")
+    page = context.new_page()
+    boundary = "damaged"
+    body = (
+        (
+            f"--{boundary}\r\nContent-Type: image/jls; "
+            "transfer-syntax=1.2.840.10008.1.2.4.80\r\n\r\n"
+        ).encode()
+        + b"\xff\xd8\xff\xf7 not a codestream"
+        + f"\r\n--{boundary}--".encode()
+    )
+    context.route(
+        "**/frames/**",
+        lambda route: route.fulfill(
+            status=200,
+            headers={
+                "Content-Type": f'multipart/related; type="image/jls"; '
+                f"boundary={boundary}"
+            },
+            body=body,
+        ),
+    )
+    try:
+        login(page, "vet")
+        page.goto(live_server.url(f"/viewer/studies/{studies.single}"))
+        page.wait_for_function(
+            "window.fetlockViewer && window.fetlockViewer.state().error",
+            timeout=FIRST_IMAGE_MS,
+        )
+        error = viewer_state(page)["error"]
+        assert error.startswith("Could not show 1.")
+        assert "Reload the page" in error
+        assert page.locator("#viewer-error").is_visible()
+    finally:
+        context.close()
+
+
 def test_uncalibrated_prior_warns_and_measures_in_pixels(
     page: Page,
     live_server: LiveServer,
