@@ -163,13 +163,12 @@ def make_radiographs(store: StudyStore, folder: Path) -> dict[str, tuple[str, in
             ds.save_as(path, enforce_file_format=True)
         store.store([path], horse)
         studies[form] = (study_uid, path.stat().st_size)
-        if form == "uncompressed":
-            wait_for_jpeg_ls_copy(store, pydicom.dcmread(path, stop_before_pixels=True))
+        wait_for_jpeg_ls_copy(store, pydicom.dcmread(path, stop_before_pixels=True))
     return studies
 
 
 def wait_for_jpeg_ls_copy(store: StudyStore, ds: pydicom.Dataset) -> None:
-    """Wait for the copy the server's job worker makes once the study settles.
+    """Wait for the JPEG-LS copy the server's job worker makes once the study settles.
 
     A practice views a study minutes after it arrives, by when the copy
     exists; without it the first view also waits for the encoding.

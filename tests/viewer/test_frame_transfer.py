@@ -165,7 +165,7 @@ def test_jpeg_ls_copy_is_kept_and_served_again(
 
 
 def test_settled_study_gets_its_jpeg_ls_copies_made(
-    stored, settings: Settings, database: Database
+    login_as, stored, settings: Settings, database: Database
 ) -> None:
     from fetlock.dicomweb.wado import jpeg_ls_frame_key
     from fetlock.jobs import enqueue
@@ -183,8 +183,29 @@ def test_settled_study_gets_its_jpeg_ls_copies_made(
     with blobs.open(jpeg_ls_frame_key(native_key, 1)) as stream:
         decoded = jpeg_ls.decode(np.frombuffer(stream.read(), dtype=np.uint8))
     np.testing.assert_array_equal(decoded, stored["native"].pixel_array)
-    # Stored JPEG 2000 frames travel as stored, so no copy is made for them.
-    assert not blobs.exists(jpeg_ls_frame_key(j2k_key, 1))
+    # Grey lossless JPEG 2000 gets a copy too, and the viewer then gets it.
+    with blobs.open(jpeg_ls_frame_key(j2k_key, 1)) as stream:
+        kept = stream.read()
+    decoded = jpeg_ls.decode(np.frombuffer(kept, dtype=np.uint8))
+    np.testing.assert_array_equal(decoded, stored["j2k"].pixel_array)
+    vet = login_as(Role.VETERINARIAN)
+    response = vet.get(
+        _frame_url(stored["j2k"]), headers={"Accept": DEFAULT_FRAME_ACCEPT}
+    )
+    ((content_type, body),) = _parts(response)
+    assert content_type == f"image/jls; transfer-syntax={JPEGLSLossless}"
+    assert body == kept
+    # A client that asks for the stored form still gets the stored bytes.
+    stored_form = vet.get(
+        _frame_url(stored["j2k"]),
+        headers={
+            "Accept": 'multipart/related; type="application/octet-stream"; '
+            "transfer-syntax=*"
+        },
+    )
+    ((_type, stored_body),) = _parts(stored_form)
+    frame = pydicom.encaps.get_frame(stored["j2k"].PixelData, 0, number_of_frames=1)
+    assert stored_body == frame
 
 
 @pytest.mark.parametrize(

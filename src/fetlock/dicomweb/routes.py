@@ -530,7 +530,10 @@ def retrieve_frames(
     choice = wado.choose_frame_representation(
         parse_accept(request.headers.get("accept")),
         syntax,
-        transcodable=wado.can_transcode_to_jpeg_ls(blobs, key, syntax),
+        # A kept JPEG-LS copy (of lossless JPEG 2000 frames, say) serves a
+        # client that prefers JPEG-LS as well as encoding native frames does.
+        transcodable=wado.can_transcode_to_jpeg_ls(blobs, key, syntax)
+        or wado.has_jpeg_ls_copies(blobs, key, numbers),
     )
     part_syntax = choice.part_syntax(syntax)
     content_type = wado.part_content_type(choice.media_type, part_syntax)

@@ -112,11 +112,14 @@ def study_settled(ctx: JobContext, *, study_id: int) -> None:
 
 @job("viewer_frames")
 def prepare_viewer_frames(ctx: JobContext, *, study_id: int) -> None:
-    """Keep JPEG-LS copies of the study's uncompressed single-frame images.
+    """Keep JPEG-LS copies of the study's single-frame images.
 
-    The browser viewer asks for frames as JPEG-LS. Made here, once the study
-    has settled, the copy is ready before the first viewer asks for it.
-    Multi-frame images are encoded frame by frame when first viewed.
+    The browser viewer asks for frames as JPEG-LS first. Made here, once the
+    study has settled, the copy of an uncompressed image is ready before the
+    first viewer asks for it, and grey lossless JPEG 2000 images get one too,
+    since the browser decodes JPEG-LS several times faster
+    (``wado.can_keep_jpeg_ls_copy``). Uncompressed multi-frame images are
+    encoded frame by frame when first viewed.
     """
     from fetlock.dicomweb import wado
 
@@ -134,7 +137,7 @@ def prepare_viewer_frames(ctx: JobContext, *, study_id: int) -> None:
         if ctx.blobs.exists(wado.jpeg_ls_frame_key(blob_key, 1)):
             continue
         try:
-            if not wado.can_transcode_to_jpeg_ls(ctx.blobs, blob_key, syntax):
+            if not wado.can_keep_jpeg_ls_copy(ctx.blobs, blob_key, syntax):
                 continue
             prepared += wado.keep_jpeg_ls_frame(ctx.blobs, blob_key, 1)
         except Exception:
