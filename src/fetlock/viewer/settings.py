@@ -109,7 +109,9 @@ class ViewerSettings(BaseSettings):
         default="auto",
         description=(
             "Cornerstone rendering: auto (WebGL where the browser has it), or "
-            "force gpu or cpu. A page can override it with ?render=cpu."
+            "force gpu or cpu. A page can override it with ?render=cpu. With "
+            "cpu, Cornerstone 4.22 ignores calibrated pixel spacing, so "
+            "lengths are in pixels."
         ),
     )
 
