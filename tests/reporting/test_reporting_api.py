@@ -309,6 +309,24 @@ def test_search_api_and_csv_export(
     assert f'href="/horses/{api_case.horse.id}"' in page.text
 
 
+@pytest.mark.parametrize(
+    ("field", "value"), [("date_to", "9999-12-31"), ("date_from", "0001-01-01")]
+)
+def test_search_date_out_of_range_names_the_field(
+    clinician: LoggedInClient, field: str, value: str
+) -> None:
+    for url in ("/api/v1/reports/search", "/reports/search.csv"):
+        response = clinician.get(url, params={field: value})
+
+        assert response.status_code == 422, (url, response.text[:200])
+        error = response.json()["errors"][0]
+        assert error["field"] == field
+        assert (
+            "out of range; use a date from 1900-01-01 to 9998-12-31"
+            in (error["message"])
+        )
+
+
 def test_csv_export_neutralises_formulas(
     reader: LoggedInClient,
     clinician: LoggedInClient,

@@ -67,6 +67,10 @@ can_report = require_roles(Role.RADIOLOGIST)
 can_sign = require_roles(Role.RADIOLOGIST, admins=False)
 admin_only = require_roles()
 
+# Dates a findings search accepts.
+SEARCH_DATE_MIN = dt.date(1900, 1, 1)
+SEARCH_DATE_MAX = dt.date(9998, 12, 31)
+
 CSV_COLUMNS = (
     "report_id",
     "signed_at",
@@ -232,13 +236,23 @@ def _search_query(
         if not value:
             return None
         try:
-            return dt.date.fromisoformat(value)
+            day = dt.date.fromisoformat(value)
         except ValueError:
             raise DomainError(
                 f"{name} {value!r} is not a date; use YYYY-MM-DD",
                 field=name,
                 value=value,
             ) from None
+        if not SEARCH_DATE_MIN <= day <= SEARCH_DATE_MAX:
+            # Beyond these the day's bounds in the practice time zone do not
+            # fit in a datetime.
+            raise DomainError(
+                f"{name} {value} is out of range; use a date from "
+                f"{SEARCH_DATE_MIN} to {SEARCH_DATE_MAX}",
+                field=name,
+                value=value,
+            )
+        return day
 
     def as_int(name: str, value: str | None) -> int | None:
         if value is None or value == "":
