@@ -38,3 +38,27 @@ def test_nul_character_in_search_is_not_500(login_as) -> None:  # type: ignore[n
     vet = login_as(Role.VETERINARIAN)
     response = vet.get("/api/v1/horses", params={"q": "a\x00b"})
     assert response.status_code in (200, 422)
+
+
+def test_huge_value_is_not_echoed_whole(login_as) -> None:  # type: ignore[no-untyped-def]
+    vet = login_as(Role.VETERINARIAN)
+    huge = "X" * 20_000
+
+    response = vet.get("/api/v1/reports/search", params={"limb": huge})
+
+    assert response.status_code == 422
+    assert len(response.content) < 5_000
+    (error,) = response.json()["errors"]
+    assert error["field"] == "limb"
+    assert error["value"].endswith("… (20000 characters)")
+    assert error["message"].startswith("limb 'XXX")
+    assert "use one of" in error["message"], "the advice at the end is kept"
+
+
+def test_huge_value_in_validation_error_is_cut(login_as) -> None:  # type: ignore[no-untyped-def]
+    vet = login_as(Role.VETERINARIAN)
+
+    response = vet.get("/api/v1/horses/" + "9" * 50_000)
+
+    assert response.status_code == 422
+    assert len(response.content) < 5_000

@@ -42,17 +42,40 @@ class Conflict(DomainError):
     status_code = 409
 
 
+# Longest value echoed back in an error, and longest message. A request may
+# carry megabytes in one field; the error names it without repeating it all.
+ECHO_MAX = 200
+MESSAGE_MAX = 1500
+
+
+def _echo(value: Any) -> Any:
+    """Return ``value`` for an error body, long texts and lists cut short."""
+    if isinstance(value, str) and len(value) > ECHO_MAX:
+        return f"{value[:ECHO_MAX]}… ({len(value)} characters)"
+    if isinstance(value, list) and len(value) > ECHO_MAX // 10:
+        return [_echo(v) for v in value[: ECHO_MAX // 10]] + [f"… ({len(value)} items)"]
+    return value
+
+
+def _shorten(message: str) -> str:
+    """Cut the middle out of a long message, keeping its start and its advice."""
+    if len(message) <= MESSAGE_MAX:
+        return message
+    tail = MESSAGE_MAX // 3
+    return f"{message[: MESSAGE_MAX - tail]} … {message[-tail:]}"
+
+
 def _describe_validation_error(error: dict[str, Any]) -> dict[str, Any]:
     location = [str(part) for part in error.get("loc", ()) if part != "body"]
     field = ".".join(location) or "body"
     value = error.get("input")
     message = f"{field}: {error.get('msg', 'invalid value')}"
     if value is not None and not isinstance(value, dict | list):
-        message += f" (got {value!r})"
+        message += f" (got {_echo(value)!r})"
     return {
         "field": field,
-        "value": value if not isinstance(value, dict) else None,
-        "message": message,
+        "value": _echo(value) if not isinstance(value, dict) else None,
+        "message": _shorten(message),
     }
 
 
@@ -102,12 +125,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> Response:
+        message = _shorten(exc.message)
         if _wants_page(request):
-            return _error_page(request, exc.status_code, exc.message)
-        body: dict[str, Any] = {"detail": exc.message}
+            return _error_page(request, exc.status_code, message)
+        body: dict[str, Any] = {"detail": message}
         if exc.field is not None:
             body["errors"] = [
-                {"field": exc.field, "value": exc.value, "message": exc.message}
+                {"field": exc.field, "value": _echo(exc.value), "message": message}
             ]
         return JSONResponse(body, status_code=exc.status_code)
 
