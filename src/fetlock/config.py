@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # Root under which Fetlock allocates UIDs when none is configured. It is the
 # pydicom root, which ``pydicom.uid.generate_uid`` uses by default.
 DEFAULT_UID_ROOT = "1.2.826.0.1.3680043.8.498."
+DEFAULT_PRACTICE_NAME = "Fetlock Equine Practice"
 
 
 class Settings(BaseSettings):
@@ -73,6 +74,19 @@ class Settings(BaseSettings):
         description="UID root for Study Instance UIDs and other generated UIDs.",
     )
     currency: str = Field(default="GBP", description="ISO 4217 currency code.")
+    practice_name: str = Field(
+        default=DEFAULT_PRACTICE_NAME,
+        description="Practice name on the letterhead of reports and invoices.",
+    )
+    practice_address: str = Field(
+        default="",
+        description=(
+            "Practice postal address for the letterhead; commas separate the "
+            "printed lines."
+        ),
+    )
+    practice_phone: str = Field(default="", description="Letterhead telephone.")
+    practice_email: str = Field(default="", description="Letterhead email address.")
     session_hours: int = Field(
         default=12, description="Login session lifetime, in hours."
     )

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from fetlock.auth.models import Role, User
 from fetlock.billing import charges as charging
 from fetlock.billing.models import Charge
+from fetlock.config import Settings
 from fetlock.db.session import Database
 
 from .factories import build_syndicate, make_procedure, place_order, store_study
@@ -232,6 +233,26 @@ def test_invoice_pdf_shows_the_owner_share(seeded: Seeded, login_as: Login) -> N
     assert "Castell" in text
     total = invoice["total"]
     assert f"GBP {total // 100:,}.{total % 100:02d}" in text
+
+
+def test_invoice_pdf_prints_the_practice_letterhead(
+    seeded: Seeded, login_as: Login, settings: Settings
+) -> None:
+    settings.practice_name = "Newmarket Equine Clinic"
+    settings.practice_address = "1 High Street, Newmarket CB8 8AA"
+    settings.practice_phone = "01638 000000"
+    vet = login_as(Role.VETERINARIAN)
+    invoice = vet.get(f"/api/v1/invoices?visit={seeded.visit_id}").json()[0]
+
+    response = vet.get(invoice["pdf_url"])
+
+    text = "".join(
+        page.extract_text() for page in PdfReader(io.BytesIO(response.content)).pages
+    )
+    assert "Newmarket Equine Clinic" in text
+    assert "1 High Street" in text
+    assert "Newmarket CB8 8AA" in text
+    assert "01638 000000" in text
 
 
 def test_billing_section_lists_charges_and_issue_buttons(

@@ -399,6 +399,8 @@ def test_documents_job__writes_pdf_and_thumbnail(
 
     from fetlock.storage import get_blob_store
 
+    settings.practice_name = "Newmarket Equine Clinic"
+    settings.practice_address = "1 High Street, Newmarket CB8 8AA"
     report = _draft(
         db_session,
         case,
@@ -430,6 +432,8 @@ def test_documents_job__writes_pdf_and_thumbnail(
     assert "Nutmeg" in text and "Ashworth" in text
     assert case.order.accession_number in text
     assert "Dr Jürgen Falk" in text
+    assert "Newmarket Equine Clinic" in text
+    assert "Newmarket CB8 8AA" in text
     thumbnail = b"".join(blobs.iter_chunks(report.thumbnail_blob_key or ""))
     assert thumbnail[:3] == b"\xff\xd8\xff"
 

@@ -33,10 +33,11 @@ from fetlock.billing.models import (
     InvoiceStatus,
 )
 from fetlock.billing.split import split_amount
-from fetlock.config import Settings
+from fetlock.config import Settings, get_settings
 from fetlock.db.base import utcnow
 from fetlock.db.counters import next_value
 from fetlock.documents.invoice import InvoiceDocument, InvoiceRow, render_invoice_pdf
+from fetlock.documents.report_pdf import practice_letterhead
 from fetlock.practice.models import FULL_SHARE, Client, Horse, Visit
 from fetlock.practice.service import owners_on
 from fetlock.web.errors import Conflict, DomainError, NotFound
@@ -770,11 +771,12 @@ def invoice_document(
     ]
 
     remarks = _remarks(db_session, invoice, settings)
-    # NOTE: the practice's own name comes from a ``practice_name`` setting once
-    # one exists; until then the product name heads the page.
-    issuer = getattr(settings, "practice_name", None) or "Fetlock equine practice"
+    letterhead = practice_letterhead(settings or get_settings())
     return InvoiceDocument(
-        issuer=issuer,
+        issuer=letterhead.name,
+        issuer_lines=[
+            line for line in (*letterhead.address_lines, letterhead.contact) if line
+        ],
         title=title,
         number=invoice.number,
         status=invoice.status,

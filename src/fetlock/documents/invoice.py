@@ -88,6 +88,8 @@ class InvoiceDocument:
     tax_total: int
     total: int
     remarks: Sequence[str] = field(default_factory=tuple)
+    # The practice's address and contact lines under ``issuer``.
+    issuer_lines: Sequence[str] = field(default_factory=tuple)
 
 
 class _Pdf(FPDF):
@@ -137,6 +139,8 @@ def render_invoice_pdf(document: InvoiceDocument) -> bytes:
 
     # Heading: issuer, document kind and number, status when not plain issued.
     pdf.line_of(document.issuer, size=12, bold=True)
+    for issuer_line in document.issuer_lines:
+        pdf.line_of(issuer_line, size=9)
     pdf.ln(2)
     heading = document.title + (f" {document.number}" if document.number else "")
     pdf.line_of(heading, size=16, bold=True)

@@ -22,6 +22,8 @@ from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 from fpdf.fonts import FontFace
 
+from fetlock.config import DEFAULT_PRACTICE_NAME, Settings
+
 FONT_DIRS = (
     Path("/usr/share/fonts/truetype/dejavu"),
     Path("/usr/share/fonts/dejavu"),
@@ -38,6 +40,22 @@ class Letterhead:
     name: str
     address_lines: Sequence[str] = ()
     contact: str = ""
+
+
+def practice_letterhead(settings: Settings) -> Letterhead:
+    """Build the letterhead from the ``practice_*`` settings."""
+    contact = " · ".join(
+        v for v in (settings.practice_phone, settings.practice_email) if v
+    )
+    return Letterhead(
+        name=settings.practice_name or DEFAULT_PRACTICE_NAME,
+        address_lines=[
+            part.strip()
+            for part in settings.practice_address.split(",")
+            if part.strip()
+        ],
+        contact=contact,
+    )
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,10 @@ from fetlock.auth.models import User
 from fetlock.config import Settings
 from fetlock.db.base import utcnow
 from fetlock.documents.report_pdf import (
-    Letterhead,
     PdfFinding,
     PdfKeyImage,
     ReportDocument,
+    practice_letterhead,
     render_report_pdf,
 )
 from fetlock.imaging.models import ImagingOrder
@@ -51,7 +51,6 @@ logger = logging.getLogger(__name__)
 # Longer side, in pixels, of a key image in the PDF and of the chart thumbnail.
 PDF_IMAGE_SIZE = 900
 THUMBNAIL_SIZE = 256
-DEFAULT_PRACTICE_NAME = "Fetlock Equine Practice"
 
 
 def pdf_key(report_id: int) -> str:
@@ -74,25 +73,6 @@ class _Snapshot:
     external_blob: str | None
     external_sop_class: str | None
     needs_text: bool
-
-
-def letterhead(settings: Settings) -> Letterhead:
-    """The practice letterhead, from the ``practice_*`` settings when present."""
-    name = getattr(settings, "practice_name", "") or DEFAULT_PRACTICE_NAME
-    address = getattr(settings, "practice_address", "") or ""
-    contact = " · ".join(
-        v
-        for v in (
-            getattr(settings, "practice_phone", "") or "",
-            getattr(settings, "practice_email", "") or "",
-        )
-        if v
-    )
-    return Letterhead(
-        name=name,
-        address_lines=[line.strip() for line in address.split(",") if line.strip()],
-        contact=contact,
-    )
 
 
 def _local(value: dt.datetime | None, settings: Settings) -> str:
@@ -224,7 +204,7 @@ def _snapshot(
     if horse is not None:
         title = f"{title}: {horse.barn_name}"
     document = ReportDocument(
-        letterhead=letterhead(settings),
+        letterhead=practice_letterhead(settings),
         title=title,
         status_line=_status_line(report, previous),
         horse_lines=_horse_lines(horse, study),
