@@ -36,6 +36,8 @@ export interface ViewerConfig {
   csrfToken: string | null;
   compareWith: string | null;
   renderMode: "auto" | "cpu" | "gpu";
+  /** WADO-RS URL of the frame the viewer shows first, fetched at start-up. */
+  firstFrameUrl: string | null;
 }
 
 export function readConfig(): ViewerConfig {

@@ -147,10 +147,39 @@ async function dicomweb(
   if (cached) {
     return cached;
   }
-  const response = await fetch(request);
-  if (response.ok) {
-    event.waitUntil(store(cache, request, response.clone(), studyUID));
+  // The viewer asks for the first frame early, and its image loader asks
+  // again: both get one download.
+  let pending = inFlight.get(request.url);
+  if (!pending) {
+    pending = fetchAndStore(event, cache, request, studyUID);
+    inFlight.set(request.url, pending);
   }
+  const response = await pending;
+  return response.clone();
+}
+
+/** Responses still being downloaded into the study cache, by URL. */
+const inFlight = new Map<string, Promise<Response>>();
+
+async function fetchAndStore(
+  event: FetchEvent,
+  cache: Cache,
+  request: Request,
+  studyUID: string,
+): Promise<Response> {
+  let response: Response;
+  try {
+    response = await fetch(request);
+  } catch (error) {
+    inFlight.delete(request.url);
+    throw error;
+  }
+  const stored = response.ok
+    ? store(cache, request, response.clone(), studyUID)
+    : Promise.resolve();
+  event.waitUntil(stored);
+  // Later requests find the cached copy once it is written.
+  void stored.finally(() => inFlight.delete(request.url));
   return response;
 }
 

@@ -150,6 +150,30 @@ class TestViewerPage:
         assert config["keyImages"] is None
         assert f'href="/horses/{blaze.id}"' in response.text
 
+    def test_open__names_first_frame_to_prefetch(
+        self, login_as, studies: dict[str, str]
+    ) -> None:
+        vet = login_as(Role.VETERINARIAN)
+        uid = studies["current"]
+        config = _config(vet.get(f"/viewer/studies/{uid}").text)
+        metadata = vet.get(
+            f"/dicomweb/studies/{uid}/metadata",
+            headers={"Accept": "application/dicom+json"},
+        ).json()
+        # InstanceNumber (0020,0013) 1 is the image the viewer opens on.
+        (first,) = [ds for ds in metadata if ds["00200013"]["Value"] == [1]]
+        series = first["0020000E"]["Value"][0]
+        sop = first["00080018"]["Value"][0]
+
+        assert config["firstFrameUrl"] == (
+            f"/dicomweb/studies/{uid}/series/{series}/instances/{sop}/frames/1"
+        )
+        frame = vet.get(
+            str(config["firstFrameUrl"]),
+            headers={"Accept": 'multipart/related; type="application/octet-stream"'},
+        )
+        assert frame.status_code == 200
+
     def test_open__writes_audit_event_with_horse(
         self, login_as, studies: dict[str, str], blaze: Horse, database: Database
     ) -> None:

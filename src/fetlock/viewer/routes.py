@@ -140,6 +140,7 @@ def viewer_page(
         "csrfToken": principal.csrf_token,
         "compareWith": prior,
         "renderMode": mode,
+        "firstFrameUrl": service.first_frame_url(db_session, context.study),
     }
     try:
         assets: dict[str, Any] | None = viewer_assets()

@@ -256,6 +256,44 @@ def offline_manifest(
     }
 
 
+def first_frame_url(
+    db_session: Session, study: Study, dicomweb_root: str = "/dicomweb"
+) -> str | None:
+    """WADO-RS URL of the frame the viewer opens a study on, or None.
+
+    The viewer shows the first image of the lowest-numbered series, by
+    instance number, in the order the study metadata lists them (series,
+    then instance, as stored). A different pick only wastes the prefetch.
+    """
+    row = db_session.execute(
+        select(Series.series_instance_uid, Instance.sop_instance_uid)
+        .join(Series, Series.id == Instance.series_id)
+        .where(
+            Instance.study_id == study.id,
+            Instance.rows > 0,
+            Instance.columns > 0,
+        )
+        .order_by(
+            # The viewer sorts a missing number as 0, and ties keep the
+            # metadata's order (numbered first, then by id).
+            func.coalesce(Series.series_number, 0),
+            Series.series_number.is_(None),
+            Series.id,
+            func.coalesce(Instance.instance_number, 0),
+            Instance.instance_number.is_(None),
+            Instance.id,
+        )
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    series_uid, sop_uid = row
+    return (
+        f"{dicomweb_root}/studies/{study.study_instance_uid}/series/{series_uid}"
+        f"/instances/{sop_uid}/frames/1"
+    )
+
+
 def key_image_ids(db_session: Session, study: Study) -> dict[str, int]:
     """Instance ids by SOP Instance UID: how the reporting API names images."""
     return {
