@@ -62,3 +62,32 @@ def test_huge_value_in_validation_error_is_cut(login_as) -> None:  # type: ignor
 
     assert response.status_code == 422
     assert len(response.content) < 5_000
+
+
+def test_form_sent_without_session_returns_to_its_page(client: TestClient) -> None:
+    response = client.post(
+        "/visits/1/notes",
+        data={"subjective": "quiet"},
+        headers={"Accept": "text/html", "Referer": "http://127.0.0.1/horses/3?tab=2"},
+        follow_redirects=False,
+    )
+
+    assert response.status_code == 303
+    assert response.headers["location"] == (
+        "/login?expired=1&next=/horses/3%3Ftab%3D2%26restore-form%3D1"
+    )
+    login = client.get(response.headers["location"])
+    assert 'value="/horses/3?tab=2&amp;restore-form=1"' in login.text
+    assert "Your session ended" in login.text
+
+
+def test_form_from_another_site_returns_home(client: TestClient) -> None:
+    response = client.post(
+        "/visits/1/notes",
+        headers={"Accept": "text/html", "Referer": "https://elsewhere.example/x"},
+        follow_redirects=False,
+    )
+
+    assert response.headers["location"] == (
+        "/login?expired=1&next=/%3Frestore-form%3D1"
+    )

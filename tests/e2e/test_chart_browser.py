@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import pytest
@@ -63,3 +64,45 @@ def test_vet_signs_a_soap_note_from_the_chart_on_a_phone(
     expect(note.get_by_role("link", name="Add addendum")).to_be_visible()
     expect(note.get_by_role("link", name="Edit draft")).to_have_count(0)
     _assert_no_sideways_scroll(page)
+
+
+def test_note_sent_after_session_ended_comes_back_after_login(
+    live_server: LiveServer, page: Page, login: Callable[[Page, str], None]
+) -> None:
+    from sqlalchemy import create_engine, text
+
+    login(page, "vet")
+    page.goto(live_server.url("/horses"))
+    page.fill("#q", "oakridge tempest")
+    page.click("form.search button[type=submit]")
+    page.locator("ul.results li a.result-title").click()
+    page.click(".current-visit a.new-note")
+    expect(page.locator("h1")).to_have_text("New SOAP note")
+    form_url = page.url
+    page.fill("#subjective", "Quiet, pawing twice in the last hour.")
+    page.fill("#plan", "Recheck at 18:00.")
+
+    # The session ends while the note is being written.
+    engine = create_engine(live_server.database_url)
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM login_session"))
+    engine.dispose()
+    page.click("button[name=action][value=sign]")
+
+    page.wait_for_url(re.compile(r"/login\?expired=1&"))
+    expect(page.locator("p.notice")).to_contain_text("session ended")
+    page.fill("#username", "vet")
+    page.fill("#password", live_server.password)
+    page.click("form button[type=submit]")
+
+    # Back on the form, which drops the restore flag from the address.
+    expect(page).to_have_url(form_url)
+    expect(page.locator("#restored-form")).to_be_visible()
+    expect(page.locator("#subjective")).to_have_value(
+        "Quiet, pawing twice in the last hour."
+    )
+    expect(page.locator("#plan")).to_have_value("Recheck at 18:00.")
+    page.click("button[name=action][value=sign]")
+    page.wait_for_url("**/horses/*#note-*")
+    note_id = page.url.rsplit("#note-", 1)[1]
+    expect(page.locator(f"#note-{note_id}")).to_contain_text("Recheck at 18:00.")

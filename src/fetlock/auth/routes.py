@@ -30,8 +30,12 @@ def _safe_next(target: str | None) -> str:
 
 
 @router.get("/login")
-def login_page(request: Request, next: str | None = None) -> Response:
-    return render(request, "auth/login.html", {"next": _safe_next(next)})
+def login_page(
+    request: Request, next: str | None = None, expired: bool = False
+) -> Response:
+    return render(
+        request, "auth/login.html", {"next": _safe_next(next), "expired": expired}
+    )
 
 
 @router.post("/login")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -42,8 +43,9 @@ class Conflict(DomainError):
     status_code = 409
 
 
-# Longest value echoed back in an error, and longest message. A request may
-# carry megabytes in one field; the error names it without repeating it all.
+# Maximum length of a value echoed back in an error, and of a message. A
+# request may carry megabytes in one field; the error names it without
+# repeating it all.
 ECHO_MAX = 200
 MESSAGE_MAX = 1500
 
@@ -79,6 +81,23 @@ def _describe_validation_error(error: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# Query parameter on which fetlock.js puts back the fields of a form whose
+# submission found the session ended.
+RESTORE_PARAMETER = "restore-form"
+
+
+def _same_site_path(referer: str | None, request: Request) -> str | None:
+    """Path and query of ``referer`` if it is a page of this site."""
+    if not referer:
+        return None
+    parsed = urlsplit(referer)
+    if parsed.netloc and parsed.netloc != request.url.netloc:
+        return None
+    if not parsed.path.startswith("/") or parsed.path.startswith("//"):
+        return None
+    return parsed.path + (f"?{parsed.query}" if parsed.query else "")
+
+
 def _wants_page(request: Request) -> bool:
     """Tell a browser navigating to a page from an API or DICOMweb client."""
     if request.url.path.startswith(("/api/", "/dicomweb/")):
@@ -108,10 +127,21 @@ def _error_page(
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, _exc: LoginRequired) -> Response:
-        target = request.url.path
-        if request.url.query:
-            target += "?" + request.url.query
-        return RedirectResponse(f"/login?next={target}", status_code=303)
+        if request.method in ("GET", "HEAD"):
+            target = request.url.path
+            if request.url.query:
+                target += "?" + request.url.query
+            return RedirectResponse(
+                f"/login?next={quote(target, safe='/')}", status_code=303
+            )
+        # A form sent after the session ended: its URL takes no GET, so log
+        # in back to the page the form was on, where the browser puts back
+        # what was typed (fetlock.js keeps it from the submit).
+        page = _same_site_path(request.headers.get("referer"), request) or "/"
+        back = page + ("&" if "?" in page else "?") + RESTORE_PARAMETER + "=1"
+        return RedirectResponse(
+            f"/login?expired=1&next={quote(back, safe='/')}", status_code=303
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

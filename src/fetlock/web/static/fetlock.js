@@ -160,3 +160,73 @@
     window.addEventListener("offline", update);
   });
 })();
+
+// A form sent after the session ended is not saved: the server sends the
+// browser through the login page and back to the form's page with
+// ?restore-form=1. Each POST form's fields are kept in sessionStorage when it
+// is sent, put back on that return, and dropped on any other page.
+(function () {
+  var KEY = "fetlock:unsent-form";
+  var PARAMETER = "restore-form";
+  var MAX_AGE_MS = 2 * 60 * 60 * 1000;
+  var SKIPPED = ["password", "hidden", "file", "submit", "button", "reset"];
+
+  function pathOf(form) { return new URL(form.action, location.href).pathname; }
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!(form instanceof HTMLFormElement) || form.method.toLowerCase() !== "post") { return; }
+    var action = pathOf(form);
+    if (action === "/login" || action === "/logout") { return; }
+    var fields = [];
+    Array.prototype.forEach.call(form.elements, function (element) {
+      if (!element.name || SKIPPED.indexOf(element.type) !== -1) { return; }
+      if (element.type === "checkbox" || element.type === "radio") {
+        fields.push({ name: element.name, value: element.value, checked: element.checked });
+      } else {
+        fields.push({ name: element.name, value: element.value });
+      }
+    });
+    try {
+      sessionStorage.setItem(KEY, JSON.stringify({ action: action, fields: fields, at: Date.now() }));
+    } catch (error) { /* storage full or disabled: nothing to put back */ }
+  }, true);
+
+  document.addEventListener("DOMContentLoaded", function () {
+    if (location.pathname === "/login") { return; }
+    var saved = null;
+    try {
+      saved = JSON.parse(sessionStorage.getItem(KEY) || "null");
+      sessionStorage.removeItem(KEY);
+    } catch (error) { return; }
+    var params = new URLSearchParams(location.search);
+    if (!params.has(PARAMETER)) { return; }
+    params.delete(PARAMETER);
+    var query = params.toString();
+    history.replaceState(null, "", location.pathname + (query ? "?" + query : "") + location.hash);
+    if (!saved || Date.now() - saved.at > MAX_AGE_MS) { return; }
+    var form = Array.prototype.find.call(document.forms, function (candidate) {
+      return candidate.method.toLowerCase() === "post" && pathOf(candidate) === saved.action;
+    });
+    if (!form) { return; }
+    saved.fields.forEach(function (field) {
+      var elements = form.elements.namedItem(field.name);
+      if (!elements) { return; }
+      var list = elements instanceof RadioNodeList ? Array.prototype.slice.call(elements) : [elements];
+      list.forEach(function (element) {
+        if ("checked" in field) {
+          if (element.value === field.value) { element.checked = field.checked; }
+        } else if (SKIPPED.indexOf(element.type) === -1) {
+          element.value = field.value;
+        }
+      });
+    });
+    var note = document.createElement("p");
+    note.className = "notice";
+    note.setAttribute("role", "status");
+    note.id = "restored-form";
+    note.textContent = "Your session had ended, so this was not saved. " +
+      "What you typed is back: check it and send it again.";
+    form.parentNode.insertBefore(note, form);
+  });
+})();
