@@ -24,7 +24,7 @@ from fetlock.billing.models import (
     ExtraViewsPolicy,
     FeeItem,
 )
-from fetlock.db.base import utcnow
+from fetlock.db.base import lock_for_seeding, utcnow
 from fetlock.web.errors import Conflict, DomainError, NotFound
 
 FEE_SCHEDULE_FILE = Path(__file__).with_name("fee_schedule.json")
@@ -66,9 +66,9 @@ def ensure_fee_schedule(db_session: Session) -> int:
     present = db_session.execute(select(func.count(FeeItem.id))).scalar_one()
     if present:
         return 0
-    # NOTE: two transactions seeding an empty schedule at the same moment on
-    # PostgreSQL collide on the unique code, and the later one fails once;
-    # this can only happen on a brand-new database.
+    lock_for_seeding(db_session, "fee_schedule")
+    if db_session.execute(select(func.count(FeeItem.id))).scalar_one():
+        return 0  # seeded by another transaction while this one waited
     now = utcnow()
     items = load_fee_data()
     for item in items:

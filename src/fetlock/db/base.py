@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import zlib
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData
+from sqlalchemy import DateTime, MetaData, text
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
 # Stable constraint names, so that Alembic migrations name the same things on
@@ -62,3 +63,17 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=dt.UTC)
         return value.astimezone(dt.UTC)
+
+
+def lock_for_seeding(db_session: Session, name: str) -> None:
+    """Serialise the transactions that seed reference data called ``name``.
+
+    Seeding checks that a table is empty, then fills it. On PostgreSQL two
+    processes starting on a new database could both see it empty and one
+    would fail on a unique key, so the check runs under a transaction-level
+    advisory lock. SQLite transactions here begin with BEGIN IMMEDIATE and
+    are serialised already.
+    """
+    if db_session.get_bind().dialect.name == "postgresql":
+        key = zlib.crc32(f"fetlock.seed.{name}".encode())
+        db_session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})

@@ -25,7 +25,7 @@ from fetlock.audit import service as audit
 from fetlock.auth.models import Role, User
 from fetlock.billing import hooks
 from fetlock.config import Settings
-from fetlock.db.base import utcnow
+from fetlock.db.base import lock_for_seeding, utcnow
 from fetlock.db.counters import next_value
 from fetlock.imaging.models import (
     ImagingOrder,
@@ -115,6 +115,9 @@ def seed_catalog(db_session: Session, actor: audit.Actor = audit.SYSTEM) -> int:
 
 def ensure_catalog(db_session: Session) -> None:
     """Seed the catalog on first use, when it has no procedures at all."""
+    if db_session.execute(select(func.count(Procedure.id))).scalar_one():
+        return
+    lock_for_seeding(db_session, "catalog")
     if db_session.execute(select(func.count(Procedure.id))).scalar_one() == 0:
         seed_catalog(db_session)
 

@@ -21,7 +21,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from fetlock.audit import service as audit
-from fetlock.db.base import utcnow
+from fetlock.db.base import lock_for_seeding, utcnow
 from fetlock.reporting.models import ReportTemplate, ReportTerm, TermKind
 from fetlock.web.errors import DomainError, NotFound
 
@@ -123,6 +123,9 @@ def _add_terms(
 
 def ensure_loaded(db_session: Session) -> None:
     """Copy the shipped vocabulary into an empty database."""
+    if db_session.execute(select(exists().where(ReportTerm.id > 0))).scalar():
+        return
+    lock_for_seeding(db_session, "vocabulary")
     if not db_session.execute(select(exists().where(ReportTerm.id > 0))).scalar():
         sync(db_session)
 
