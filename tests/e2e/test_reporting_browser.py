@@ -49,6 +49,11 @@ def test_claim_report_sign_and_search(
     expect(admin.locator("tr", has_text="Hector")).to_contain_text(
         "Being read by Dr Jürgen Falk"
     )
+    # On the phone each study is a card that fits the screen.
+    width = admin.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE_VIEWPORT["width"], f"/reading is {width} px wide"
+    reader = admin.locator("tr", has_text="Hector").locator("td.reader")
+    assert reader.evaluate("cell => getComputedStyle(cell).display") == "block"
     admin_context.close()
 
     # The requesting veterinarian keeps Hector's chart open meanwhile.
