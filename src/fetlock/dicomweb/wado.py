@@ -223,19 +223,29 @@ class FrameChoice:
         return stored_syntax if self.stored else ExplicitVRLittleEndian
 
 
+def _pixel_header_for_jpeg_ls(
+    blobs: BlobStore, blob_key: str
+) -> tuple[Dataset, PixelDataLocation | None] | None:
+    """The header and Pixel Data location, or None if no JPEG-LS is possible."""
+    if not get_encoder(JPEGLSLossless).is_available:
+        return None
+    with _open_local(blobs, blob_key) as f:
+        try:
+            return locate_pixel_data(f)
+        except RenderError:
+            return None
+
+
 def can_transcode_to_jpeg_ls(
     blobs: BlobStore, blob_key: str, stored_syntax: str
 ) -> bool:
     """True if the stored frames are native and JPEG-LS can hold them losslessly."""
     if stored_syntax not in _NATIVE_SYNTAXES:
         return False
-    if not get_encoder(JPEGLSLossless).is_available:
+    found = _pixel_header_for_jpeg_ls(blobs, blob_key)
+    if found is None:
         return False
-    with _open_local(blobs, blob_key) as f:
-        try:
-            header, location = locate_pixel_data(f)
-        except RenderError:
-            return False
+    header, location = found
     bits = int(header.get("BitsAllocated") or 0)
     stored_bits = int(header.get("BitsStored") or bits)
     return (
@@ -267,13 +277,10 @@ def can_keep_jpeg_ls_copy(blobs: BlobStore, blob_key: str, stored_syntax: str) -
         return can_transcode_to_jpeg_ls(blobs, blob_key, stored_syntax)
     if stored_syntax not in _COPIED_LOSSLESS_SYNTAXES:
         return False
-    if not get_encoder(JPEGLSLossless).is_available:
+    found = _pixel_header_for_jpeg_ls(blobs, blob_key)
+    if found is None:
         return False
-    with _open_local(blobs, blob_key) as f:
-        try:
-            header, location = locate_pixel_data(f)
-        except RenderError:
-            return False
+    header, location = found
     return (
         location is not None
         and int(header.get("SamplesPerPixel") or 1) == 1
