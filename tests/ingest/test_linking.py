@@ -307,6 +307,35 @@ def test_closed_order_is_not_offered_nor_attached(
     assert _study(database).horse_id is None
 
 
+@pytest.mark.parametrize("status", ["reported", "cancelled"])
+def test_images_for_closed_order_wait_in_the_queue(
+    database: Database,
+    blobs: LocalBlobStore,
+    make_instance: MakeInstance,
+    clinic: Clinic,
+    status: str,
+) -> None:
+    from fetlock.imaging.models import ImagingOrder, OrderStatus
+
+    with database.session() as db_session:
+        order = db_session.get(ImagingOrder, clinic.order.id)
+        assert order is not None
+        order.status = OrderStatus(status)
+    path = make_instance(
+        AccessionNumber=clinic.order.accession_number,
+        PatientID=clinic.monty.patient_id,
+    )
+
+    store_instance(database, path, blobs=blobs, actor=MODALITY)
+
+    study = _study(database)
+    assert study.order_id is None
+    assert study.horse_id is None
+    assert f"which is {status} and takes no more images" in (
+        study.unmatched_reason or ""
+    )
+
+
 def test_reception_may_look_at_the_queue_but_not_attach(
     database: Database,
     blobs: LocalBlobStore,

@@ -103,6 +103,13 @@ def _try_link(
             f"has (0020,000D) Study Instance UID {study.study_instance_uid}"
         )
         return
+    if order.status in CLOSED_ORDER_STATUSES:
+        study.unmatched_reason = (
+            f"{_matched_by(method)} order {order.accession_number}, which is "
+            f"{OrderStatus(order.status).value} and takes no more images; attach "
+            "the study to an open order or order the views again"
+        )
+        return
     horse = db_session.get(Horse, order.horse_id)
     patient_id = study.dicom_patient_id
     if horse is not None and patient_id and patient_id != horse.patient_id:

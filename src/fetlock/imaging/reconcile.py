@@ -76,7 +76,14 @@ def suggestions(db_session: Session, study: Study) -> list[Suggestion]:
                 ImagingOrder.accession_number == study.dicom_accession_number
             )
         ).scalar_one_or_none()
-        if order is not None:
+        if order is not None and order.status in linking.CLOSED_ORDER_STATUSES:
+            # The horse is still a good guess; its closed order is not.
+            add(
+                db_session.get(Horse, order.horse_id),
+                f"order {order.accession_number} has this Accession Number but "
+                f"is {order.status.replace('_', ' ')}",
+            )
+        elif order is not None:
             add(
                 db_session.get(Horse, order.horse_id),
                 f"order {order.accession_number} has this Accession Number",
