@@ -106,10 +106,12 @@ def demo(
     """Seed the demo practice (staff, owners, 40 horses); skip if already seeded."""
     from fetlock.db.migrate import upgrade
     from fetlock.demo import seed_demo
+    from fetlock.server import seed_reference_data
 
     settings = get_settings()
     upgrade(settings.effective_database_url)
     database = _database(settings)
+    seed_reference_data(database)
     with database.session() as db_session:
         created = seed_demo(db_session, settings, password=password)
     if created:

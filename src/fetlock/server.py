@@ -11,6 +11,7 @@ import uvicorn
 
 from fetlock import __version__
 from fetlock.config import Settings
+from fetlock.db.base import lock_for_seeding
 from fetlock.db.session import Database
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,23 @@ def _note_signal(signum: int, _frame: FrameType | None) -> None:
     logger.info("received %s", signal.Signals(signum).name)
 
 
+def seed_reference_data(database: Database) -> None:
+    """Fill the fee schedule, procedure catalog and report vocabulary if empty.
+
+    In a transaction of its own, before anything else runs, so that no
+    request ever seeds (see ``fetlock.db.base.lock_for_seeding``).
+    """
+    from fetlock.billing.fees import ensure_fee_schedule
+    from fetlock.imaging.service import ensure_catalog
+    from fetlock.reporting import vocabulary
+
+    with database.session() as db_session:
+        lock_for_seeding(db_session)
+        ensure_fee_schedule(db_session)
+        ensure_catalog(db_session)
+        vocabulary.ensure_loaded(db_session)
+
+
 def run_server(settings: Settings) -> None:
     """Start every listener and block until SIGINT or SIGTERM, then stop them."""
     from fetlock.web.app import create_app
@@ -55,6 +73,7 @@ def run_server(settings: Settings) -> None:
     logger.info("Fetlock %s starting", __version__)
     logger.info("effective settings: %s", settings.masked())
     database = Database(settings.effective_database_url)
+    seed_reference_data(database)
     services = build_background_services(settings, database)
     started: list[BackgroundService] = []
     signal.signal(signal.SIGTERM, _note_signal)

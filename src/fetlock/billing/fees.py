@@ -66,7 +66,7 @@ def ensure_fee_schedule(db_session: Session) -> int:
     present = db_session.execute(select(func.count(FeeItem.id))).scalar_one()
     if present:
         return 0
-    lock_for_seeding(db_session, "fee_schedule")
+    lock_for_seeding(db_session)
     if db_session.execute(select(func.count(FeeItem.id))).scalar_one():
         return 0  # seeded by another transaction while this one waited
     now = utcnow()

@@ -65,15 +65,27 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value.astimezone(dt.UTC)
 
 
-def lock_for_seeding(db_session: Session, name: str) -> None:
-    """Serialise the transactions that seed reference data called ``name``.
+# Advisory lock key of reference-data seeding on PostgreSQL.
+SEED_LOCK_KEY = zlib.crc32(b"fetlock.seed")
+
+
+def lock_for_seeding(db_session: Session) -> None:
+    """Serialise the transactions that seed reference data.
 
     Seeding checks that a table is empty, then fills it. On PostgreSQL two
     processes starting on a new database could both see it empty and one
     would fail on a unique key, so the check runs under a transaction-level
-    advisory lock. SQLite transactions here begin with BEGIN IMMEDIATE and
-    are serialised already.
+    advisory lock. One lock serves every kind of reference data: with one
+    lock per kind, two transactions seeding two kinds in opposite orders
+    deadlocked. SQLite transactions here begin with BEGIN IMMEDIATE and are
+    serialised already.
+
+    NOTE: a transaction that has written an audit event before it seeds holds
+    the audit chain's row lock and can still deadlock with another seeder;
+    ``seed_reference_data`` runs first thing at start-up so that runtime
+    transactions find the data present and never seed.
     """
     if db_session.get_bind().dialect.name == "postgresql":
-        key = zlib.crc32(f"fetlock.seed.{name}".encode())
-        db_session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        db_session.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEED_LOCK_KEY}
+        )

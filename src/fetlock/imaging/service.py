@@ -90,6 +90,7 @@ def seed_catalog(db_session: Session, actor: audit.Actor = audit.SYSTEM) -> int:
     Rows an administrator has edited or deactivated are left alone. Returns the
     number of procedures added.
     """
+    lock_for_seeding(db_session)
     existing = set(db_session.execute(select(Procedure.code)).scalars())
     added = 0
     for ordinal, entry in enumerate(load_catalog_data()["procedures"]):
@@ -117,9 +118,9 @@ def ensure_catalog(db_session: Session) -> None:
     """Seed the catalog on first use, when it has no procedures at all."""
     if db_session.execute(select(func.count(Procedure.id))).scalar_one():
         return
-    lock_for_seeding(db_session, "catalog")
+    lock_for_seeding(db_session)
     if db_session.execute(select(func.count(Procedure.id))).scalar_one() == 0:
-        seed_catalog(db_session)
+        seed_catalog(db_session)  # takes the lock again, which is allowed
 
 
 def list_procedures(

@@ -242,6 +242,9 @@ def run_worker(settings: Settings) -> None:
             "fetlock worker needs PostgreSQL (FETLOCK_DATABASE_URL); on SQLite the "
             "worker inside `fetlock serve` is the only one"
         )
+    from fetlock.server import seed_reference_data
+
+    seed_reference_data(database)
     stop = threading.Event()
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, lambda *_: stop.set())

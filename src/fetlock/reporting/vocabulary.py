@@ -125,7 +125,7 @@ def ensure_loaded(db_session: Session) -> None:
     """Copy the shipped vocabulary into an empty database."""
     if db_session.execute(select(exists().where(ReportTerm.id > 0))).scalar():
         return
-    lock_for_seeding(db_session, "vocabulary")
+    lock_for_seeding(db_session)
     if not db_session.execute(select(exists().where(ReportTerm.id > 0))).scalar():
         sync(db_session)
 
