@@ -106,3 +106,64 @@ def test_note_sent_after_session_ended_comes_back_after_login(
     page.wait_for_url("**/horses/*#note-*")
     note_id = page.url.rsplit("#note-", 1)[1]
     expect(page.locator(f"#note-{note_id}")).to_contain_text("Recheck at 18:00.")
+
+
+def _end_sessions(live_server: LiveServer) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(live_server.database_url)
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM login_session"))
+    engine.dispose()
+
+
+def test_rows_come_back_in_order_for_the_same_user_only(
+    live_server: LiveServer, page: Page, login: Callable[[Page, str], None]
+) -> None:
+    login(page, "vet")
+    page.goto(live_server.url("/horses/1/owners"))
+    form_url = page.url
+    shares = ["12.5", "37.5", "50"]
+    for row, share in enumerate(shares, start=1):
+        page.fill(f"#owner_percent_{row}", share)
+    _end_sessions(live_server)
+
+    page.click("form.card button[type=submit]")
+    page.wait_for_url(re.compile(r"/login\?expired=1&"))
+    page.fill("#username", "vet")
+    page.fill("#password", live_server.password)
+    page.click("form button[type=submit]")
+
+    expect(page).to_have_url(form_url)
+    expect(page.locator("#restored-form")).to_be_visible()
+    for row, share in enumerate(shares, start=1):
+        expect(page.locator(f"#owner_percent_{row}")).to_have_value(share)
+
+    # Someone else logging in on this tab does not get them.
+    page.fill("#owner_percent_1", "99")
+    _end_sessions(live_server)
+    page.click("form.card button[type=submit]")
+    page.wait_for_url(re.compile(r"/login\?expired=1&"))
+    page.fill("#username", "admin")
+    page.fill("#password", live_server.password)
+    page.click("form button[type=submit]")
+    expect(page).to_have_url(form_url)
+    expect(page.locator("#restored-form")).to_have_count(0)
+    expect(page.locator("#owner_percent_1")).not_to_have_value("99")
+
+
+def test_chart_keeps_unsent_text_when_the_session_ends(
+    live_server: LiveServer, page: Page, login: Callable[[Page, str], None]
+) -> None:
+    login(page, "vet")
+    page.goto(live_server.url("/horses/1"))
+    box = page.locator("textarea").first
+    box.evaluate(
+        "element => { const d = element.closest('details'); if (d) d.open = true; }"
+    )
+    box.fill("Lame left fore since this morning.")
+    _end_sessions(live_server)
+
+    expect(page.locator("#session-ended")).to_be_visible(timeout=10_000)
+    expect(box).to_have_value("Lame left fore since this morning.")
+    assert page.url.endswith("/horses/1")

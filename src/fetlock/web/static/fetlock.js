@@ -11,8 +11,14 @@
       .then(function (response) {
         // An ended session redirects fragments to the login page: reload the
         // whole page so the user sees the login form once, not in each section.
+        // Not while a form holds unsent input, which the reload would lose:
+        // sending the form leads through the login and puts the input back.
         if (response.redirected && new URL(response.url).pathname === "/login") {
-          window.location.reload();
+          if (hasUnsentInput()) {
+            sessionEnded();
+          } else {
+            window.location.reload();
+          }
           return null;
         }
         return response.ok ? response.text() : null;
@@ -23,11 +29,44 @@
       .catch(function () { /* offline: keep what is shown */ });
   }
 
+  function hasUnsentInput() {
+    return Array.prototype.some.call(document.forms, function (form) {
+      return Array.prototype.some.call(form.elements, function (element) {
+        if (element.type === "checkbox" || element.type === "radio") {
+          return element.checked !== element.defaultChecked;
+        }
+        if (element.tagName === "SELECT") {
+          return Array.prototype.some.call(element.options, function (option) {
+            return option.selected !== option.defaultSelected;
+          });
+        }
+        return "defaultValue" in element && element.type !== "hidden" &&
+          element.value !== element.defaultValue;
+      });
+    });
+  }
+
+  var timers = [];
+
+  function sessionEnded() {
+    timers.forEach(clearInterval);
+    timers = [];
+    if (document.getElementById("session-ended")) { return; }
+    var note = document.createElement("p");
+    note.id = "session-ended";
+    note.className = "notice";
+    note.setAttribute("role", "status");
+    note.textContent = "Your session has ended. Send the form to keep what you " +
+      "typed: you log in again and it comes back, ready to send.";
+    var main = document.querySelector("main") || document.body;
+    main.insertBefore(note, main.firstChild);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     var elements = document.querySelectorAll("[data-refresh]");
     elements.forEach(function (element) {
       refresh(element);
-      setInterval(function () { refresh(element); }, PERIOD_MS);
+      timers.push(setInterval(function () { refresh(element); }, PERIOD_MS));
     });
   });
 })();
@@ -187,8 +226,11 @@
         fields.push({ name: element.name, value: element.value });
       }
     });
+    var user = document.body.getAttribute("data-user");
     try {
-      sessionStorage.setItem(KEY, JSON.stringify({ action: action, fields: fields, at: Date.now() }));
+      sessionStorage.setItem(KEY, JSON.stringify({
+        action: action, user: user, fields: fields, at: Date.now(),
+      }));
     } catch (error) { /* storage full or disabled: nothing to put back */ }
   }, true);
 
@@ -205,22 +247,32 @@
     var query = params.toString();
     history.replaceState(null, "", location.pathname + (query ? "?" + query : "") + location.hash);
     if (!saved || Date.now() - saved.at > MAX_AGE_MS) { return; }
+    // Only for the user who typed it: someone else may log in on this tab.
+    if (saved.user !== document.body.getAttribute("data-user")) { return; }
     var form = Array.prototype.find.call(document.forms, function (candidate) {
       return candidate.method.toLowerCase() === "post" && pathOf(candidate) === saved.action;
     });
     if (!form) { return; }
+    // Fields that share a name (the rows of a table) are filled in order.
+    var seen = {};
     saved.fields.forEach(function (field) {
       var elements = form.elements.namedItem(field.name);
       if (!elements) { return; }
-      var list = elements instanceof RadioNodeList ? Array.prototype.slice.call(elements) : [elements];
-      list.forEach(function (element) {
-        if ("checked" in field) {
+      var list = (elements instanceof RadioNodeList ? Array.prototype.slice.call(elements) : [elements])
+        .filter(function (element) { return SKIPPED.indexOf(element.type) === -1; });
+      if ("checked" in field) {
+        list.forEach(function (element) {
           if (element.value === field.value) { element.checked = field.checked; }
-        } else if (SKIPPED.indexOf(element.type) === -1) {
-          element.value = field.value;
-        }
-      });
+        });
+        return;
+      }
+      var index = seen[field.name] || 0;
+      seen[field.name] = index + 1;
+      if (list[index]) { list[index].value = field.value; }
     });
+    for (var details = form.closest("details"); details; details = details.parentElement && details.parentElement.closest("details")) {
+      details.open = true;
+    }
     var note = document.createElement("p");
     note.className = "notice";
     note.setAttribute("role", "status");
@@ -228,5 +280,6 @@
     note.textContent = "Your session had ended, so this was not saved. " +
       "What you typed is back: check it and send it again.";
     form.parentNode.insertBefore(note, form);
+    note.scrollIntoView({ block: "center" });
   });
 })();
