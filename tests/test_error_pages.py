@@ -91,3 +91,31 @@ def test_form_from_another_site_returns_home(client: TestClient) -> None:
     assert response.headers["location"] == (
         "/login?expired=1&next=/%3Frestore-form%3D1"
     )
+
+
+def test_thousands_of_bad_rows_get_a_short_answer(login_as) -> None:  # type: ignore[no-untyped-def]
+    vet = login_as(Role.VETERINARIAN)
+    rows = [{"client_id": "x" * 50, "share": "y"} for _ in range(2_000)]
+
+    response = vet.put(
+        "/api/v1/horses/1/ownership",
+        json={"effective_from": "2026-01-01", "owners": rows},
+    )
+
+    assert response.status_code == 422
+    assert len(response.content) < 20_000
+    body = response.json()
+    assert len(body["errors"]) == 20
+    assert body["detail"].endswith("more errors")
+
+
+def test_long_text_inside_a_short_list_is_cut(login_as) -> None:  # type: ignore[no-untyped-def]
+    vet = login_as(Role.VETERINARIAN)
+
+    response = vet.put(
+        "/api/v1/horses/1/ownership",
+        json={"effective_from": "2026-01-01", "owners": ["x" * 5_000]},
+    )
+
+    assert response.status_code == 422
+    assert len(response.content) < 5_000

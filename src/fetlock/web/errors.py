@@ -50,12 +50,20 @@ ECHO_MAX = 200
 MESSAGE_MAX = 1500
 
 
+# Errors listed in one response at most; a request with thousands of bad
+# rows gets the first ones and a count.
+ERRORS_MAX = 20
+
+
 def _echo(value: Any) -> Any:
     """Return ``value`` for an error body, long texts and lists cut short."""
     if isinstance(value, str) and len(value) > ECHO_MAX:
         return f"{value[:ECHO_MAX]}… ({len(value)} characters)"
-    if isinstance(value, list) and len(value) > ECHO_MAX // 10:
-        return [_echo(v) for v in value[: ECHO_MAX // 10]] + [f"… ({len(value)} items)"]
+    if isinstance(value, list | tuple):
+        kept = [_echo(v) for v in value[:ERRORS_MAX]]
+        if len(value) > ERRORS_MAX:
+            kept.append(f"… ({len(value)} items)")
+        return kept
     return value
 
 
@@ -145,13 +153,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
-        errors = [_describe_validation_error(dict(e)) for e in exc.errors()]
+        all_errors = exc.errors()
+        errors = [_describe_validation_error(dict(e)) for e in all_errors[:ERRORS_MAX]]
+        detail = "; ".join(e["message"] for e in errors)
+        if len(all_errors) > ERRORS_MAX:
+            detail += f"; and {len(all_errors) - ERRORS_MAX} more errors"
         if _wants_page(request):
-            return _error_page(request, 422, "; ".join(e["message"] for e in errors))
-        return JSONResponse(
-            {"detail": "; ".join(e["message"] for e in errors), "errors": errors},
-            status_code=422,
-        )
+            return _error_page(request, 422, detail)
+        return JSONResponse({"detail": detail, "errors": errors}, status_code=422)
 
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> Response:
