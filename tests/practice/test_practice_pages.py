@@ -61,7 +61,10 @@ class TestSearchAndChart:
     def test_anonymous_is_sent_to_login(self, client: TestClient) -> None:
         response = client.get("/horses?q=storm", follow_redirects=False)
         assert response.status_code == 303
-        assert response.headers["location"] == "/login?next=/horses?q=storm"
+        # The next page is one query value, its own query escaped.
+        assert response.headers["location"] == "/login?next=/horses%3Fq%3Dstorm"
+        login = client.get(response.headers["location"])
+        assert 'name="next" value="/horses?q=storm"' in login.text
 
     def test_horse_search(self, demo_practice: None, vet) -> None:  # type: ignore[no-untyped-def]
         # One seeded practice, several queries: seeding is the slow part.
