@@ -145,7 +145,7 @@ def test_cancel_after_images_keeps_the_charge_and_needs_a_reason(
 
     with pytest.raises(DomainError, match="needs a reason") as raised:
         hooks.on_order_cancelled(db_session, order, syndicate.actor)
-    assert raised.value.field == "cancel_reason"
+    assert raised.value.field == "reason"
 
     order.cancel_reason = "owner withdrew consent after acquisition"
     hooks.on_order_cancelled(db_session, order, syndicate.actor)

@@ -107,10 +107,17 @@ def test_order_with_images_cancels_only_with_reason(
     vet = login_as(Role.VETERINARIAN)
     page = vet.get(f"/orders/{clinic.order.id}")
     assert "Cancel order" in page.text
+    assert "Reason (required)" in page.text
+
+    # The page's form without a reason comes back with the message.
+    blank = vet.post(f"/orders/{clinic.order.id}/cancel", data={"reason": " "})
+    assert blank.status_code == 422
+    assert "needs a reason" in blank.text
+    assert "Reason (required)" in blank.text
 
     bare = vet.post(f"/api/v1/orders/{clinic.order.id}/cancel", json={})
     assert bare.status_code == 422, bare.text
-    assert bare.json()["errors"][0]["field"] == "cancel_reason"
+    assert bare.json()["errors"][0]["field"] == "reason"
 
     cancelled = vet.post(
         f"/api/v1/orders/{clinic.order.id}/cancel",

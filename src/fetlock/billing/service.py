@@ -241,9 +241,9 @@ def cancel_order_charges(
         if not reason:
             raise DomainError(
                 f"order {order.accession_number} already has images, so "
-                "cancelling it needs a reason; give cancel_reason (the charge "
-                "stays unless reception waives it)",
-                field="cancel_reason",
+                "cancelling it needs a reason; give one (the charge stays "
+                "unless reception waives it)",
+                field="reason",
                 value=order.cancel_reason,
             )
         audit.record(

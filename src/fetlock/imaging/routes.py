@@ -335,6 +335,15 @@ def order_page(
     """Render one order (identifiers, views, step, MPPS) with edit and cancel."""
     order = service.get_order(db_session, order_id)
     service.record_view(db_session, principal.actor, order)
+    context = _order_context(db_session, settings, principal, order)
+    return render(request, "imaging/order.html", context)
+
+
+def _order_context(
+    db_session: Session, settings: Settings, principal: Principal, order: Any
+) -> dict[str, Any]:
+    from fetlock.billing.service import order_has_images
+
     horse = practice.get_horse(db_session, order.horse_id)
     values: dict[str, Any] = {
         "procedure_code": order.procedure.code,
@@ -355,9 +364,10 @@ def order_page(
             "order": order,
             "can_order": principal.has_role(*ORDERERS),
             "mpps": service.mpps_for_order(db_session, order.id),
+            "has_images": order_has_images(db_session, order.id),
         }
     )
-    return render(request, "imaging/order.html", context)
+    return context
 
 
 @router.post("/orders/{order_id}/edit", response_class=HTMLResponse)
@@ -404,12 +414,22 @@ async def order_cancel_submit(
     order_id: int,
     principal: Principal = Depends(can_order),
     db_session: Session = Depends(get_db_session, scope="function"),
+    settings: Settings = Depends(get_settings),
 ) -> Response:
     form = await request.form()
     order = service.get_order(db_session, order_id)
-    service.cancel_order(
-        db_session, principal.actor, order, str(form.get("reason") or "") or None
-    )
+    reason = str(form.get("reason") or "")
+    try:
+        with db_session.begin_nested():
+            service.cancel_order(db_session, principal.actor, order, reason or None)
+    except DomainError as exc:
+        db_session.refresh(order)
+        context = _order_context(db_session, settings, principal, order)
+        context["error"] = exc.message
+        context["cancel_reason"] = reason
+        return render(
+            request, "imaging/order.html", context, status_code=exc.status_code
+        )
     return RedirectResponse(f"/horses/{order.horse_id}#orders-heading", status_code=303)
 
 
