@@ -37,7 +37,7 @@ from fetlock.config import Settings, get_settings
 from fetlock.db.base import utcnow
 from fetlock.db.counters import next_value
 from fetlock.documents.invoice import InvoiceDocument, InvoiceRow, render_invoice_pdf
-from fetlock.documents.report_pdf import practice_letterhead
+from fetlock.documents.report_pdf import LETTERHEAD_LINES_MAX, practice_letterhead
 from fetlock.practice.models import FULL_SHARE, Client, Horse, Visit
 from fetlock.practice.service import owners_on
 from fetlock.web.errors import Conflict, DomainError, NotFound
@@ -776,7 +776,7 @@ def invoice_document(
         issuer=letterhead.name,
         issuer_lines=[
             line for line in (*letterhead.address_lines, letterhead.contact) if line
-        ],
+        ][:LETTERHEAD_LINES_MAX],
         title=title,
         number=invoice.number,
         status=invoice.status,

@@ -42,13 +42,19 @@ class Letterhead:
     contact: str = ""
 
 
+# Address and contact lines printed under the practice name, at most.
+LETTERHEAD_LINES_MAX = 6
+
+
 def practice_letterhead(settings: Settings) -> Letterhead:
     """Build the letterhead from the ``practice_*`` settings."""
     contact = " · ".join(
-        v for v in (settings.practice_phone, settings.practice_email) if v
+        v.strip()
+        for v in (settings.practice_phone, settings.practice_email)
+        if v.strip()
     )
     return Letterhead(
-        name=settings.practice_name or DEFAULT_PRACTICE_NAME,
+        name=settings.practice_name.strip() or DEFAULT_PRACTICE_NAME,
         address_lines=[
             part.strip()
             for part in settings.practice_address.split(",")
@@ -146,11 +152,14 @@ class _ReportPdf(FPDF):
     def header(self) -> None:
         letterhead = self.document.letterhead
         self.set_font(self.family, "B", 14)
-        self.cell(0, 7, self.t(letterhead.name), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        self.multi_cell(
+            0, 7, self.t(letterhead.name), new_x=XPos.LMARGIN, new_y=YPos.NEXT
+        )
         self.set_font(self.family, "", 8.5)
-        for line in [*letterhead.address_lines, letterhead.contact]:
-            if line:
-                self.cell(0, 4, self.t(line), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        # Lines past the limit would make the header taller than the page.
+        lines = [*letterhead.address_lines, letterhead.contact]
+        for line in [line for line in lines if line][:LETTERHEAD_LINES_MAX]:
+            self.multi_cell(0, 4, self.t(line), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         self.set_draw_color(39, 65, 58)
         self.set_line_width(0.6)
         self.line(
