@@ -156,15 +156,24 @@ async function initCornerstone(config: ViewerConfig): Promise<void> {
   const calibration = coreUtilities.calibratedPixelSpacingMetadataProvider;
   metaData.addProvider((type: string, imageId: string) => calibration.get(type, imageId), 11000);
 
-  eventTarget.addEventListener(Enums.Events.IMAGE_LOAD_FAILED, (event: Event) => {
+  // The image loader reports a failure as IMAGE_LOAD_FAILED, a stack
+  // viewport as IMAGE_LOAD_ERROR; both carry the image id and the error.
+  const onLoadFailure = (event: Event): void => {
     const detail = (event as CustomEvent<{ imageId?: string; error?: unknown }>).detail ?? {};
     const sop = /instances\/([0-9.]+)\//.exec(detail.imageId ?? "")?.[1] ?? "an image";
-    const reason = detail.error instanceof Error ? detail.error.message : String(detail.error);
+    const reason =
+      detail.error instanceof Error
+        ? detail.error.message
+        : detail.error
+          ? String(detail.error)
+          : "it could not be loaded";
     showError(
       `Could not show ${sop}: ${reason}. Reload the page; if it fails again, ` +
         "the stored image may be damaged.",
     );
-  });
+  };
+  eventTarget.addEventListener(Enums.Events.IMAGE_LOAD_FAILED, onLoadFailure);
+  eventTarget.addEventListener(Enums.Events.IMAGE_LOAD_ERROR, onLoadFailure);
   eventTarget.addEventListener(Enums.Events.IMAGE_LOADED, () => {
     if (state.timings.imageLoaded === undefined) {
       mark("imageLoaded");
