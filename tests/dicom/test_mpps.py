@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 
 import pytest
@@ -101,6 +102,29 @@ def test_mpps_moves_order_to_in_progress_then_completed(
         assert row.order_id == order.id
         assert row.unmatched is False
         assert row.ended_at is not None
+
+
+def test_mpps_after_images_keeps_the_modality_start_time(
+    assoc: Association, order: ImagingOrder, database: Database
+) -> None:
+    # The first images arrived first and started the order at "now".
+    with database.session() as db_session:
+        row = service.get_order(db_session, order.id)
+        row.status = OrderStatus.IN_PROGRESS
+        row.started_at = dt.datetime.now(dt.UTC)
+    uid = generate_uid()
+
+    assert create(assoc, in_progress(order), uid) == 0x0000
+    assert update(assoc, final("COMPLETED"), uid) == 0x0000
+
+    with database.session() as db_session:
+        row = service.get_order(db_session, order.id)
+        mpps = service.get_mpps(db_session, uid)
+        assert mpps is not None
+        assert row.status == OrderStatus.COMPLETED
+        assert row.started_at == mpps.started_at
+        assert row.ended_at is not None
+        assert row.started_at <= row.ended_at
 
 
 def test_mpps_discontinued_discontinues_order(

@@ -1341,6 +1341,16 @@ def mpps_create(
         order.updated_at = now
         if step is not None:
             step.status = ScheduledProcedureStepStatus.STARTED
+    elif (
+        order is not None
+        and order.status == OrderStatus.IN_PROGRESS
+        and report.started_at is not None
+        and _first_mpps_of(db_session, order, instance)
+    ):
+        # Started when its first images arrived: the modality's own start
+        # time is the better record.
+        order.started_at = report.started_at
+        order.updated_at = now
     if order is None:
         logger.warning(
             "MPPS %s from %s names no known order (accession %r, SPS %r, study "
@@ -1423,6 +1433,18 @@ def mpps_set(
         },
     )
     return instance
+
+
+def _first_mpps_of(
+    db_session: Session, order: ImagingOrder, instance: MppsInstance
+) -> bool:
+    """True if ``instance`` is the only MPPS recorded for ``order``."""
+    others = db_session.execute(
+        select(func.count(MppsInstance.id)).where(
+            MppsInstance.order_id == order.id, MppsInstance.id != instance.id
+        )
+    ).scalar_one()
+    return others == 0
 
 
 def _finish_order(
