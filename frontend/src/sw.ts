@@ -147,8 +147,8 @@ async function dicomweb(
   if (cached) {
     return cached;
   }
-  // The viewer asks for the first frame early, and its image loader asks
-  // again: both get one download.
+  // The viewer requests the first frame early and its image loader requests
+  // it again; both get the same download.
   let pending = inFlight.get(request.url);
   if (!pending) {
     pending = fetchAndStore(event, cache, request, studyUID);

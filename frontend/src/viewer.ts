@@ -1156,7 +1156,8 @@ window.fetlockViewer = api;
 
 /**
  * Start downloading the first frame while the page, Cornerstone and the
- * metadata load (about 0.3 s on a phone link), before the image loader asks.
+ * metadata load (about 0.3 s on a phone link), before the image loader
+ * requests it.
  *
  * Only through the service worker, which gives both requests one download
  * and keeps it for the loader; without it the frame would travel twice.

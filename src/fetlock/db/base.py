@@ -80,10 +80,10 @@ def lock_for_seeding(db_session: Session) -> None:
     deadlocked. SQLite transactions here begin with BEGIN IMMEDIATE and are
     serialised already.
 
-    NOTE: a transaction that has written an audit event before it seeds holds
-    the audit chain's row lock and can still deadlock with another seeder;
-    ``seed_reference_data`` runs first thing at start-up so that runtime
-    transactions find the data present and never seed.
+    NOTE: a transaction that wrote an audit event before it seeds holds the
+    audit chain's row lock, and can still deadlock with another seeder. So
+    ``seed_reference_data`` runs first thing at start-up, and transactions
+    at run time find the data present and never seed.
     """
     if db_session.get_bind().dialect.name == "postgresql":
         db_session.execute(
