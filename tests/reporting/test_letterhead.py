@@ -52,14 +52,38 @@ def test_long_practice_name_wraps_on_the_page(tmp_path: Path) -> None:
     assert "Newmarket Equine Hospital" in text
 
 
-def test_very_long_address_is_cut_not_fatal(tmp_path: Path) -> None:
-    address = ", ".join(f"Line {n}" for n in range(1, 101))
-    settings = Settings(data_dir=tmp_path, practice_address=address)
+def test_long_address_keeps_every_part_and_the_contact(tmp_path: Path) -> None:
+    address = (
+        "Unit 1, Home Farm, Mill Lane, Little Snoring, Fakenham, Norfolk, NR21 0AB"
+    )
+    settings = Settings(
+        data_dir=tmp_path,
+        practice_address=address,
+        practice_phone="01328 000000",
+        practice_email="desk@example.org",
+    )
+
+    letterhead = practice_letterhead(settings)
+    text = _text(render_report_pdf(_document(settings)))
+
+    assert len(letterhead.address_lines) + 1 <= LETTERHEAD_LINES_MAX
+    for part in address.split(", "):
+        assert part in text
+    assert "01328 000000" in text
+    assert "desk@example.org" in text
+
+
+def test_very_long_letterhead_is_cut_not_fatal(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        practice_name="Ballyhale Equine Referral Hospital " * 80,
+        practice_address=", ".join(f"Line {n}" for n in range(1, 101)),
+    )
 
     text = _text(render_report_pdf(_document(settings)))
 
-    assert f"Line {LETTERHEAD_LINES_MAX - 1}" in text
-    assert f"Line {LETTERHEAD_LINES_MAX + 1} " not in text
+    assert "Ballyhale Equine Referral Hospital" in text
+    assert "Line 1" in text
     assert "No abnormality detected." in text
 
 

@@ -42,26 +42,40 @@ class Letterhead:
     contact: str = ""
 
 
-# Address and contact lines printed under the practice name, at most.
+# Address and contact lines printed under the practice name, at most, and
+# the characters kept of the name and of each line: beyond these the header
+# could grow taller than the page, which fpdf2 cannot lay out.
 LETTERHEAD_LINES_MAX = 6
+LETTERHEAD_TEXT_MAX = 200
 
 
 def practice_letterhead(settings: Settings) -> Letterhead:
-    """Build the letterhead from the ``practice_*`` settings."""
+    """Build the letterhead from the ``practice_*`` settings.
+
+    Each comma in the address starts a line; an address with more parts than
+    fit has its last parts joined on one line, so none is lost.
+    """
     contact = " · ".join(
         v.strip()
         for v in (settings.practice_phone, settings.practice_email)
         if v.strip()
     )
+    parts = [part.strip() for part in settings.practice_address.split(",")]
+    parts = [part for part in parts if part]
+    room = LETTERHEAD_LINES_MAX - (1 if contact else 0)
+    if len(parts) > room:
+        parts = [*parts[: room - 1], ", ".join(parts[room - 1 :])]
     return Letterhead(
-        name=settings.practice_name.strip() or DEFAULT_PRACTICE_NAME,
-        address_lines=[
-            part.strip()
-            for part in settings.practice_address.split(",")
-            if part.strip()
-        ],
-        contact=contact,
+        name=_clip(settings.practice_name.strip() or DEFAULT_PRACTICE_NAME),
+        address_lines=[_clip(part) for part in parts],
+        contact=_clip(contact),
     )
+
+
+def _clip(text: str) -> str:
+    if len(text) <= LETTERHEAD_TEXT_MAX:
+        return text
+    return text[: LETTERHEAD_TEXT_MAX - 1] + "…"
 
 
 @dataclass(frozen=True)
