@@ -119,3 +119,19 @@ def test_long_text_inside_a_short_list_is_cut(login_as) -> None:  # type: ignore
 
     assert response.status_code == 422
     assert len(response.content) < 5_000
+
+
+def test_long_field_names_and_nested_lists_are_cut(login_as) -> None:  # type: ignore[no-untyped-def]
+    vet = login_as(Role.VETERINARIAN)
+    owners = [
+        {"client_id": 1, "share": 1, "k" * 20_000: 1},
+        [["x" * 100] * 50] * 50,
+    ]
+
+    response = vet.put(
+        "/api/v1/horses/1/ownership",
+        json={"effective_from": "2026-01-01", "owners": owners},
+    )
+
+    assert response.status_code == 422
+    assert len(response.content) < 10_000

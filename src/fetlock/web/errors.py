@@ -55,12 +55,18 @@ MESSAGE_MAX = 1500
 ERRORS_MAX = 20
 
 
-def _echo(value: Any) -> Any:
-    """Return ``value`` for an error body, long texts and lists cut short."""
+def _echo(value: Any, depth: int = 0) -> Any:
+    """Return ``value`` for an error body, long texts and lists cut short.
+
+    Lists inside lists are summarised, so that nesting cannot multiply what
+    is echoed.
+    """
     if isinstance(value, str) and len(value) > ECHO_MAX:
         return f"{value[:ECHO_MAX]}… ({len(value)} characters)"
     if isinstance(value, list | tuple):
-        kept = [_echo(v) for v in value[:ERRORS_MAX]]
+        if depth > 0:
+            return f"[… {len(value)} items]"
+        kept = [_echo(v, depth + 1) for v in value[:ERRORS_MAX]]
         if len(value) > ERRORS_MAX:
             kept.append(f"… ({len(value)} items)")
         return kept
@@ -77,7 +83,7 @@ def _shorten(message: str) -> str:
 
 def _describe_validation_error(error: dict[str, Any]) -> dict[str, Any]:
     location = [str(part) for part in error.get("loc", ()) if part != "body"]
-    field = ".".join(location) or "body"
+    field = _echo(".".join(location) or "body")
     value = error.get("input")
     message = f"{field}: {error.get('msg', 'invalid value')}"
     if value is not None and not isinstance(value, dict | list):
