@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DATA_DIR ?= var
+# The data directory: FETLOCK_DATA_DIR from the environment, else ./var.
+DATA_DIR ?= $(or $(FETLOCK_DATA_DIR),var)
 
 .PHONY: run test install system-deps lint test-sqlite test-postgresql clean viewer
 
