@@ -573,7 +573,7 @@ def _wait(condition: Callable[[], bool], period: float, timeout: float = 10) -> 
 
 
 def seeded_people(database: Database) -> dict[str, list[int]] | None:
-    """The bench's radiologists and clinicians, if an earlier run seeded them."""
+    """Return the bench's radiologists and clinicians if an earlier run seeded them."""
     with database.session() as db_session:
         if not db_session.scalar(select(func.count()).select_from(Report)):
             return None

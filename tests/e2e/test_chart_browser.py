@@ -66,11 +66,26 @@ def test_vet_signs_a_soap_note_from_the_chart_on_a_phone(
     _assert_no_sideways_scroll(page)
 
 
-def test_note_sent_after_session_ended_comes_back_after_login(
-    live_server: LiveServer, page: Page, login: Callable[[Page, str], None]
-) -> None:
+def _end_sessions(live_server: LiveServer) -> None:
     from sqlalchemy import create_engine, text
 
+    engine = create_engine(live_server.database_url)
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM login_session"))
+    engine.dispose()
+
+
+def _log_in_after_expiry(page: Page, live_server: LiveServer, username: str) -> None:
+    """Log in on the login page that a form sent after the session ended leads to."""
+    page.wait_for_url(re.compile(r"/login\?expired=1&"))
+    page.fill("#username", username)
+    page.fill("#password", live_server.password)
+    page.click("form button[type=submit]")
+
+
+def test_form_restored_after_session_ends(
+    live_server: LiveServer, page: Page, login: Callable[[Page, str], None]
+) -> None:
     login(page, "vet")
     page.goto(live_server.url("/horses"))
     page.fill("#q", "oakridge tempest")
@@ -83,17 +98,12 @@ def test_note_sent_after_session_ended_comes_back_after_login(
     page.fill("#plan", "Recheck at 18:00.")
 
     # The session ends while the note is being written.
-    engine = create_engine(live_server.database_url)
-    with engine.begin() as connection:
-        connection.execute(text("DELETE FROM login_session"))
-    engine.dispose()
+    _end_sessions(live_server)
     page.click("button[name=action][value=sign]")
 
     page.wait_for_url(re.compile(r"/login\?expired=1&"))
     expect(page.locator("p.notice")).to_contain_text("session ended")
-    page.fill("#username", "vet")
-    page.fill("#password", live_server.password)
-    page.click("form button[type=submit]")
+    _log_in_after_expiry(page, live_server, "vet")
 
     # Back on the form, which drops the restore flag from the address.
     expect(page).to_have_url(form_url)
@@ -108,16 +118,7 @@ def test_note_sent_after_session_ended_comes_back_after_login(
     expect(page.locator(f"#note-{note_id}")).to_contain_text("Recheck at 18:00.")
 
 
-def _end_sessions(live_server: LiveServer) -> None:
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(live_server.database_url)
-    with engine.begin() as connection:
-        connection.execute(text("DELETE FROM login_session"))
-    engine.dispose()
-
-
-def test_rows_come_back_in_order_for_the_same_user_only(
+def test_restored_rows_keep_order_and_user(
     live_server: LiveServer, page: Page, login: Callable[[Page, str], None]
 ) -> None:
     login(page, "vet")
@@ -129,10 +130,7 @@ def test_rows_come_back_in_order_for_the_same_user_only(
     _end_sessions(live_server)
 
     page.click("form.card button[type=submit]")
-    page.wait_for_url(re.compile(r"/login\?expired=1&"))
-    page.fill("#username", "vet")
-    page.fill("#password", live_server.password)
-    page.click("form button[type=submit]")
+    _log_in_after_expiry(page, live_server, "vet")
 
     expect(page).to_have_url(form_url)
     expect(page.locator("#restored-form")).to_be_visible()
@@ -143,10 +141,7 @@ def test_rows_come_back_in_order_for_the_same_user_only(
     page.fill("#owner_percent_1", "99")
     _end_sessions(live_server)
     page.click("form.card button[type=submit]")
-    page.wait_for_url(re.compile(r"/login\?expired=1&"))
-    page.fill("#username", "admin")
-    page.fill("#password", live_server.password)
-    page.click("form button[type=submit]")
+    _log_in_after_expiry(page, live_server, "admin")
     expect(page).to_have_url(form_url)
     expect(page.locator("#restored-form")).to_have_count(0)
     expect(page.locator("#owner_percent_1")).not_to_have_value("99")

@@ -260,7 +260,7 @@ def test_undecodable_frame_shows_an_error(
     login: Callable[[Page, str], None],
     studies: Studies,
 ) -> None:
-    # Without the service worker, so that the route below sees the request.
+    # Without the service worker, so that the route below intercepts the request.
     context = browser.new_context(service_workers="block")
     page = context.new_page()
     boundary = "damaged"

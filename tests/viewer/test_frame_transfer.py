@@ -281,7 +281,7 @@ def test_image_that_cannot_be_encoded_spares_the_rest(
             crop=(SIDE, SIDE),
         )
         if number == 1:
-            # Rows says more than the pixel data holds.
+            # Rows is larger than the pixel data allows.
             ds = pydicom.dcmread(path)
             ds.Rows = SIDE * 2
             ds.save_as(path, enforce_file_format=True)

@@ -226,7 +226,7 @@ class FrameChoice:
 def _pixel_header_for_jpeg_ls(
     blobs: BlobStore, blob_key: str
 ) -> tuple[Dataset, PixelDataLocation | None] | None:
-    """The header and Pixel Data location, or None if no JPEG-LS is possible."""
+    """Read the header and Pixel Data location; None if JPEG-LS is impossible."""
     if not get_encoder(JPEGLSLossless).is_available:
         return None
     with _open_local(blobs, blob_key) as f:
@@ -303,17 +303,17 @@ def jpeg_ls_frame(blobs: BlobStore, blob_key: str, number: int) -> bytes:
     """Return frame ``number`` (one-based) encoded as JPEG-LS lossless.
 
     The encoded frame is kept in the blob store, since every viewer of the
-    image asks for the same bytes and encoding costs CPU time (CharLS took
+    image requests the same bytes and encoding costs CPU time (CharLS took
     about 85 ms for a 1870 x 1870 12-bit radiograph on one core here).
     Instances never change, so a kept copy never goes stale. A copy that
     cannot be read or is damaged is encoded again and replaced, and one that
     cannot be kept (a full disk) is logged; the frame is returned either way.
     """
     key = jpeg_ls_frame_key(blob_key, number)
-    kept = _read_kept(blobs, key)
-    if kept is not None:
-        return kept
-    encoded, _kept = _encode_and_keep(blobs, blob_key, number, key)
+    copy = _read_copy(blobs, key)
+    if copy is not None:
+        return copy
+    encoded, _written = _encode_and_keep(blobs, blob_key, number, key)
     return encoded
 
 
@@ -332,7 +332,7 @@ _JPEG_SOI = b"\xff\xd8"
 _JPEG_EOI = b"\xff\xd9"
 
 
-def _read_kept(blobs: BlobStore, key: str) -> bytes | None:
+def _read_copy(blobs: BlobStore, key: str) -> bytes | None:
     try:
         with blobs.open(key) as stream:
             data = stream.read()

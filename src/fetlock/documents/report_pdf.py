@@ -52,8 +52,9 @@ LETTERHEAD_TEXT_MAX = 200
 def practice_letterhead(settings: Settings) -> Letterhead:
     """Build the letterhead from the ``practice_*`` settings.
 
-    Each comma in the address starts a line; an address with more parts than
-    fit has its last parts joined on one line, so none is lost.
+    Each comma in the address starts a line. When the address has more
+    parts than there are lines, the last parts share one line, so none is
+    lost.
     """
     contact = " · ".join(
         v.strip()

@@ -141,8 +141,8 @@ def prepare_viewer_frames(ctx: JobContext, *, study_id: int) -> None:
                 continue
             prepared += wado.keep_jpeg_ls_frame(ctx.blobs, blob_key, 1)
         except Exception:
-            # Pixel data that does not match its header: the viewer gets the
-            # error when it asks for this frame, and the other images go on.
+            # Pixel data that does not match its header. The viewer gets the
+            # error when it requests this frame, and the other images go on.
             logger.warning(
                 "no JPEG-LS copy of %s in study %d", blob_key, study_id, exc_info=True
             )

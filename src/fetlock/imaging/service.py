@@ -893,8 +893,8 @@ def cancel_order(
     """Cancel an order not yet completed; its worklist item disappears at once.
 
     An order in progress (images or an MPPS have arrived) may still be
-    cancelled; billing then keeps its charge unless it is waived, and asks
-    for a reason.
+    cancelled. Billing then requires a reason and keeps the charge unless it
+    is waived.
     """
     if not order.open_for_cancel:
         raise Conflict(

@@ -11,8 +11,8 @@
       .then(function (response) {
         // An ended session redirects fragments to the login page: reload the
         // whole page so the user sees the login form once, not in each section.
-        // Not while a form holds unsent input, which the reload would lose:
-        // sending the form leads through the login and puts the input back.
+        // Not while a form contains unsent input, which the reload would
+        // lose. Sending the form leads through the login and puts it back.
         if (response.redirected && new URL(response.url).pathname === "/login") {
           if (hasUnsentInput()) {
             sessionEnded();
