@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
@@ -37,6 +38,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from fetlock.config import Settings
 from fetlock.db.session import Database
 from fetlock.dicom.policy import AssociationPolicy, PeerConfig
+from fetlock.dicom.reactor import EventDrivenRequestHandler
 
 logger = logging.getLogger(__name__)
 
@@ -164,11 +166,20 @@ class DicomService:
             handlers.extend(module.event_handlers(self.context))
 
         ae = build_ae(self.settings, self.modules)
-        self._server = ae.start_server(
+        # As AE.start_server(block=False) does, with associations that block
+        # until there is work instead of polling (fetlock.dicom.reactor).
+        server = ae.make_server(
             (self.settings.dicom_host, self.settings.dicom_port),
-            block=False,
             evt_handlers=handlers,
+            server_class=ThreadedAssociationServer,
+            request_handler=EventDrivenRequestHandler,
         )
+        threading.Thread(
+            target=server.serve_forever, name="dicom-acceptor", daemon=True
+        ).start()
+        # The server's shutdown() removes itself from this list.
+        ae._servers.append(server)
+        self._server = server
         logger.info(
             "DICOM service %s listening on %s:%d (%s)",
             self.settings.dicom_ae_title,
