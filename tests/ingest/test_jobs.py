@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+import time
 
 import pytest
 from sqlalchemy import select
@@ -11,7 +13,7 @@ from sqlalchemy import select
 from fetlock.config import Settings
 from fetlock.db.base import utcnow
 from fetlock.db.session import Database
-from fetlock.jobs import JobContext, claim, enqueue, job
+from fetlock.jobs import JobContext, claim, enqueue, foreground, job
 from fetlock.jobs.models import Job, JobState
 from fetlock.jobs.registry import backoff_seconds
 from fetlock.jobs.worker import Worker
@@ -340,3 +342,95 @@ def test_worker_command_runs_queued_jobs_on_postgresql(
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
+
+
+class _ImagesArriving:
+    """A thread that stores nothing but notes foreground work every 20 ms."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            foreground.note_foreground_work()
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> _ImagesArriving:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _wait_for_calls(count: int, timeout_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and len(CALLS) < count:
+        time.sleep(0.02)
+    return len(CALLS) >= count
+
+
+def test_worker_holds_jobs_while_images_arrive(
+    database: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(foreground, "QUIET_S", 0.5)
+    monkeypatch.setattr(foreground, "MAX_DEFER_S", 60.0)
+    client_id = _make_client(database)
+    worker = Worker(database, settings, poll_interval_s=0.05)
+    worker.start()
+    try:
+        with _ImagesArriving():
+            with database.session() as db_session:
+                enqueue(db_session, "test.record", client_id=client_id)
+            time.sleep(1.0)
+            held = list(CALLS)
+
+        assert held == []
+        # The images stopped: the job runs once the process has been quiet.
+        assert _wait_for_calls(1)
+    finally:
+        worker.stop()
+
+
+def test_worker_runs_a_held_job_after_max_defer(
+    database: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(foreground, "QUIET_S", 60.0)
+    monkeypatch.setattr(foreground, "MAX_DEFER_S", 0.3)
+    client_id = _make_client(database)
+    worker = Worker(database, settings, poll_interval_s=0.05)
+    worker.start()
+    try:
+        with _ImagesArriving():
+            with database.session() as db_session:
+                enqueue(db_session, "test.record", client_id=client_id)
+
+            # Images never stop, yet the job is held only MAX_DEFER_S.
+            assert _wait_for_calls(1)
+    finally:
+        worker.stop()
+
+
+def test_storing_an_instance_notes_foreground_work(
+    database: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydicom.data import get_testdata_file
+    from tests.ingest.conftest import MODALITY
+
+    from fetlock.imaging.ingest import store_instance
+    from fetlock.storage import LocalBlobStore
+
+    monkeypatch.setattr(foreground, "_last_work_at", float("-inf"))
+    assert foreground.seconds_since_foreground_work() == float("inf")
+
+    result = store_instance(
+        database,
+        get_testdata_file("CT_small.dcm"),
+        blobs=LocalBlobStore(settings.data_dir / "blobs"),
+        actor=MODALITY,
+    )
+
+    assert result.ok
+    assert foreground.seconds_since_foreground_work() < 60

@@ -76,6 +76,7 @@ from fetlock.imaging.study_models import (
     Study,
 )
 from fetlock.jobs import enqueue
+from fetlock.jobs.foreground import note_foreground_work
 from fetlock.storage import BlobStore, StagedBlob
 
 logger = logging.getLogger(__name__)
@@ -305,6 +306,7 @@ def store_instance(
         return _rejected(exc.reject, exc.reason, comment=exc.comment, **exc.uids)
     finally:
         blobs.discard(staged)
+        note_foreground_work()
 
 
 def _rejected(

@@ -25,7 +25,7 @@ from sqlalchemy import delete
 from fetlock.config import Settings
 from fetlock.db.base import utcnow
 from fetlock.db.session import Database
-from fetlock.jobs import claim
+from fetlock.jobs import claim, foreground
 from fetlock.jobs.models import Job, JobState
 from fetlock.jobs.registry import (
     JobContext,
@@ -122,6 +122,7 @@ class Worker:
                     with self.database.session() as db_session:
                         claim.release_expired(db_session, utcnow())
                     last_sweep = time.monotonic()
+                self._wait_for_quiet_foreground()
                 ran = self.run_one()
             except Exception:
                 logger.exception(
@@ -135,6 +136,15 @@ class Worker:
                 wakeup.wait(self.poll_interval_s)
                 wakeup.clear()
         logger.info("job worker %s stopped", self.worker_id)
+
+    def _wait_for_quiet_foreground(self) -> None:
+        """Hold the next job while this process is storing received images."""
+        deadline = time.monotonic() + foreground.MAX_DEFER_S
+        while not self._stop.is_set():
+            remaining = foreground.QUIET_S - foreground.seconds_since_foreground_work()
+            if remaining <= 0 or time.monotonic() >= deadline:
+                return
+            self._stop.wait(min(remaining, deadline - time.monotonic()))
 
     # Running jobs.
 
