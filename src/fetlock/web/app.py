@@ -14,6 +14,7 @@ from fetlock import __version__
 from fetlock.config import Settings, get_settings
 from fetlock.db.session import Database
 from fetlock.web.errors import install_error_handlers
+from fetlock.web.limits import BodySizeLimit
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ def create_app(
     app.state.settings = settings
     app.state.database = database
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit)
 
     for module_name in ROUTE_MODULES:
         module = importlib.import_module(module_name)
