@@ -204,7 +204,9 @@ def test_queued_study_links_when_a_later_image_names_the_accession(
     assert _study(database).horse_id is None
     store_instance(database, later, blobs=blobs, actor=MODALITY)
 
-    assert _study(database).order_id == clinic.order.id
+    study = _study(database)
+    assert study.order_id == clinic.order.id
+    assert study.dicom_accession_number == clinic.order.accession_number
 
 
 def test_staff_attach_a_queued_study_and_the_chart_shows_it(

@@ -79,7 +79,13 @@ def link_new_study(db_session: Session, study: Study, actor: audit.Actor) -> Non
 def relink_on_accession(
     db_session: Session, study: Study, accession_number: str, actor: audit.Actor
 ) -> None:
-    """Try again for a queued study when a later instance names an accession."""
+    """Try again for a queued study when a later instance names an accession.
+
+    A study whose first images carried no accession takes this one, so that
+    it is found by it (QIDO-RS, the reconciliation queue) however it links.
+    """
+    if not study.dicom_accession_number:
+        study.dicom_accession_number = accession_number
     _try_link(db_session, study, accession_number, actor)
 
 
