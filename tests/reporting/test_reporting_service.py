@@ -474,3 +474,94 @@ def test_documents_job__failure_retries_and_stays_pending(
     assert run_jobs() >= 1
     db_session.expire_all()
     assert db_session.get(type(report), report.id).document_status == "ready"  # type: ignore[union-attr]
+
+
+class TestImagesAfterReport:
+    def _late_image(
+        self, db_session: Session, settings: Settings, case: ReadingCase
+    ) -> None:
+        import io
+
+        from pydicom.uid import generate_uid
+        from tests.reporting.conftest import dicom_image
+
+        from fetlock.audit.service import Actor
+        from fetlock.imaging.ingest import store_instance
+        from fetlock.storage import get_blob_store
+
+        result = store_instance(
+            db_session,
+            io.BytesIO(
+                dicom_image(
+                    case.study.study_instance_uid,
+                    case.order.accession_number,
+                    series_uid=generate_uid(),
+                    number=9,
+                    patient_id=case.horse.patient_id,
+                    label="LF late view",
+                )
+            ),
+            blobs=get_blob_store(settings),
+            actor=Actor(name="modality", source_ae_title="DR_STALL1"),
+        )
+        assert result.status == "stored", result.reason
+
+    def _summary(self, db_session: Session, case: ReadingCase):  # type: ignore[no-untyped-def]
+        from fetlock.imaging import study_service
+
+        db_session.flush()
+        return study_service.summarise(db_session, [case.study])[0]
+
+    def test_late_image__is_counted_until_an_addendum_is_signed(
+        self, db_session: Session, settings: Settings, case: ReadingCase
+    ) -> None:
+        report = _draft(db_session, case, _content(NAVICULAR))
+        _sign(db_session, case, report.id)
+        assert self._summary(db_session, case).images_after_report == 0
+
+        self._late_image(db_session, settings, case)
+
+        summary = self._summary(db_session, case)
+        assert summary.instance_count == 3
+        assert summary.images_after_report == 1
+
+        addendum = service.start_follow_up(
+            db_session,
+            reader_actor(case.radiologist),
+            case.radiologist,
+            report.id,
+            ReportKind.ADDENDUM,
+            ReportContentIn(impression="Late lateromedial view: no change."),
+        )
+        _sign(db_session, case, addendum.id)
+        assert self._summary(db_session, case).images_after_report == 0
+
+    def test_late_image__before_any_signed_report_is_not_counted(
+        self, db_session: Session, settings: Settings, case: ReadingCase
+    ) -> None:
+        _draft(db_session, case, _content(NAVICULAR))
+
+        self._late_image(db_session, settings, case)
+
+        assert self._summary(db_session, case).images_after_report == 0
+
+
+def test_chart_shows_images_after_report(
+    db_session: Session,
+    settings: Settings,
+    case: ReadingCase,
+    login_as,  # type: ignore[no-untyped-def]
+) -> None:
+    report = _draft(db_session, case, _content(NAVICULAR))
+    _sign(db_session, case, report.id)
+    TestImagesAfterReport()._late_image(db_session, settings, case)
+    db_session.commit()
+    vet = login_as(Role.VETERINARIAN)
+
+    fragment = vet.get(f"/horses/{case.horse.id}/studies-section")
+    study = vet.get(f"/api/v1/imaging/studies/{case.study.id}")
+
+    assert fragment.status_code == 200
+    assert "1 image arrived after the report was signed" in fragment.text
+    assert study.status_code == 200, study.text
+    assert study.json()["images_after_report"] == 1

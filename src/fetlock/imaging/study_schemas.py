@@ -45,6 +45,11 @@ class StudyOut(BaseModel):
     frame_count: int
     views: ViewComparisonOut
     receiving: bool
+    images_after_report: int = Field(
+        0,
+        description="Images stored after the study's last final report or "
+        "addendum was signed.",
+    )
     thumbnail_url: str | None
     dicom_patient_id: str | None
     dicom_patient_name: str | None
@@ -76,6 +81,7 @@ class StudyOut(BaseModel):
             frame_count=summary.frame_count,
             views=ViewComparisonOut.of(summary.views),
             receiving=summary.receiving,
+            images_after_report=summary.images_after_report,
             thumbnail_url=(
                 f"/imaging/studies/{study.id}/thumbnail.jpg"
                 if study.thumbnail_blob_key

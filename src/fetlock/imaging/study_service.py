@@ -146,6 +146,9 @@ class StudySummary:
     views: ViewComparison
     view_labels: list[str]
     receiving: bool
+    # Images stored after the study's last final report or addendum was
+    # signed, which no signed text covers yet.
+    images_after_report: int = 0
 
     @property
     def date(self) -> dt.date | None:
@@ -189,6 +192,7 @@ def summarise(db_session: Session, studies: Sequence[Study]) -> list[StudySummar
         .unique()
         .scalars()
     }
+    after_report = _images_after_report(db_session, ids)
     now = utcnow()
     summaries = []
     for study in studies:
@@ -212,9 +216,33 @@ def summarise(db_session: Session, studies: Sequence[Study]) -> list[StudySummar
                 view_labels=sorted({i.label for i in images if i.names}),
                 receiving=(now - study.last_received_at).total_seconds()
                 < RECEIVING_WINDOW_S,
+                images_after_report=after_report.get(study.id, 0),
             )
         )
     return summaries
+
+
+def _images_after_report(db_session: Session, study_ids: list[int]) -> dict[int, int]:
+    """Count, per study, the images stored after its last report was signed."""
+    from fetlock.reporting.models import Report, ReportStatus
+
+    last_signed = (
+        select(Report.study_id, func.max(Report.signed_at).label("signed_at"))
+        .where(
+            Report.study_id.in_(study_ids),
+            Report.status == ReportStatus.FINAL,
+            Report.signed_at.is_not(None),
+        )
+        .group_by(Report.study_id)
+        .subquery()
+    )
+    rows = db_session.execute(
+        select(Instance.study_id, func.count(Instance.id))
+        .join(last_signed, last_signed.c.study_id == Instance.study_id)
+        .where(Instance.received_at > last_signed.c.signed_at)
+        .group_by(Instance.study_id)
+    ).all()
+    return {study_id: int(count) for study_id, count in rows}
 
 
 def studies_for_horse(db_session: Session, horse_id: int) -> list[Study]:
