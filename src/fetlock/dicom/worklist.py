@@ -441,5 +441,6 @@ def _let_peer_in(event: evt.Event) -> None:
     deadline = time.monotonic() + SEND_DRAIN_MAX_S
     while not outgoing.empty() and time.monotonic() < deadline:
         time.sleep(0.0005)
-    # The DUL sleeps up to 1 ms between loops before it reads the socket.
+    # Once its queue is empty the DUL reads the socket; give it the GIL to
+    # read and decode a C-CANCEL that is already there.
     time.sleep(PEER_READ_PAUSE_S)
