@@ -14,13 +14,15 @@ import {
   RenderingEngine,
   cache,
   eventTarget,
+  getShouldUseCPURendering,
+  imageLoader,
   init as coreInit,
   metaData,
   setUseCPURendering,
   utilities as coreUtilities,
   type Types,
 } from "@cornerstonejs/core";
-import { init as loaderInit } from "@cornerstonejs/dicom-image-loader";
+import { init as loaderInit, wadors } from "@cornerstonejs/dicom-image-loader";
 import * as tools from "@cornerstonejs/tools";
 
 import { readConfig, type StudySummary, type ViewerConfig } from "./config";
@@ -32,14 +34,19 @@ import {
   listStudies,
   removeStudy,
   setBudgetSetting,
+  STUDY_CACHE,
 } from "./offline-store";
 import {
+  buildStudy,
   loadStudy,
   matchingSeries,
+  studyMetadataUrl,
+  type DicomJson,
   type ImageRef,
   type SeriesRef,
   type StudyModel,
 } from "./study";
+import { warmUpDecoder } from "./warm-decoder";
 
 const {
   AngleTool,
@@ -118,43 +125,38 @@ function mark(step: string): void {
 
 // ---------------------------------------------------------------- set-up
 
-async function initCornerstone(config: ViewerConfig): Promise<void> {
-  if (config.renderMode === "cpu") {
+/**
+ * Cornerstone's core and image loader: enough to load and decode images,
+ * which can then start while the tools and the rendering engine are set up.
+ */
+function initLoader(config: ViewerConfig): void {
+  if (config.renderMode === "cpu" || (config.renderMode === "auto" && softwareWebGL())) {
     setUseCPURendering(true);
   }
   coreInit();
+  const workers = Math.max(1, Math.min(2, (navigator.hardwareConcurrency || 2) - 1));
   loaderInit({
-    maxWebWorkers: Math.max(1, Math.min(2, (navigator.hardwareConcurrency || 2) - 1)),
+    maxWebWorkers: workers,
     // Ask for the stored form (PS3.18 8.7.3.5): compressed bytes pass through
     // and the browser decodes them; the header is set by Fetlock's settings.
     beforeSend: () => ({ Accept: config.frameAccept }),
   });
-  tools.init();
-  for (const tool of [WindowLevelTool, PanTool, ZoomTool, StackScrollTool, LengthTool, AngleTool]) {
-    tools.addTool(tool);
+  // Frames are asked for as JPEG-LS (Fetlock's default): warm its decoder.
+  if (config.frameAccept.includes("1.2.840.10008.1.2.4.80")) {
+    void warmUpDecoder(workers);
   }
-  const group = ToolGroupManager.createToolGroup(TOOL_GROUP_ID);
-  if (!group) {
-    throw new Error("could not create the Cornerstone tool group");
-  }
-  for (const tool of [WindowLevelTool, PanTool, StackScrollTool, LengthTool, AngleTool]) {
-    group.addTool(tool.toolName);
-  }
-  // Pinch zooms and pans with two fingers; the right button zooms, the middle
-  // button pans and the wheel moves through a stack whatever the primary tool.
-  group.addTool(ZoomTool.toolName, { pinchToZoom: true, pan: true });
-  group.setToolActive(ZoomTool.toolName, {
-    bindings: [{ mouseButton: ToolEnums.MouseBindings.Secondary }, { numTouchPoints: 2 }],
-  });
-  group.setToolActive(StackScrollTool.toolName, {
-    bindings: [{ mouseButton: ToolEnums.MouseBindings.Wheel }],
-  });
-  setPrimaryTool("WindowLevel");
-  state.engine = new RenderingEngine(RENDERING_ENGINE_ID);
   // The spacing study.ts registers for each image (see spacingOf) is read
-  // through this provider, ahead of the loader's own.
+  // through this provider, ahead of the loader's own. WebGL viewports take it
+  // as calibratedPixelSpacing; the CPU renderer reads only the calibration
+  // module, so it is given there too, over what the loader has for it.
   const calibration = coreUtilities.calibratedPixelSpacingMetadataProvider;
-  metaData.addProvider((type: string, imageId: string) => calibration.get(type, imageId), 11000);
+  metaData.addProvider((type: string, imageId: string) => {
+    if (type === Enums.MetadataModules.CALIBRATION) {
+      const spacing = calibration.get("calibratedPixelSpacing", imageId);
+      return spacing ? { ...wadors.metaData.metaDataProvider(type, imageId), ...spacing } : undefined;
+    }
+    return calibration.get(type, imageId);
+  }, 11000);
 
   // The image loader reports a failure as IMAGE_LOAD_FAILED, a stack
   // viewport as IMAGE_LOAD_ERROR; both carry the image id and the error.
@@ -179,6 +181,48 @@ async function initCornerstone(config: ViewerConfig): Promise<void> {
       mark("imageLoaded");
     }
   });
+}
+
+/**
+ * True when WebGL is drawn by the CPU (SwiftShader, llvmpipe): Cornerstone's
+ * own CPU renderer then draws a radiograph two to three times faster.
+ */
+function softwareWebGL(): boolean {
+  const canvas = document.createElement("canvas");
+  const gl = canvas.getContext("webgl2") ?? canvas.getContext("webgl");
+  if (!gl) {
+    return false; // no WebGL at all: Cornerstone falls back to its CPU renderer itself
+  }
+  const info = gl.getExtension("WEBGL_debug_renderer_info");
+  const renderer = String(gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER));
+  gl.getExtension("WEBGL_lose_context")?.loseContext();
+  return /swiftshader|llvmpipe|softpipe|software/i.test(renderer);
+}
+
+/** Set up the tools and the rendering engine; call after initLoader. */
+function initViewer(): void {
+  tools.init();
+  for (const tool of [WindowLevelTool, PanTool, ZoomTool, StackScrollTool, LengthTool, AngleTool]) {
+    tools.addTool(tool);
+  }
+  const group = ToolGroupManager.createToolGroup(TOOL_GROUP_ID);
+  if (!group) {
+    throw new Error("could not create the Cornerstone tool group");
+  }
+  for (const tool of [WindowLevelTool, PanTool, StackScrollTool, LengthTool, AngleTool]) {
+    group.addTool(tool.toolName);
+  }
+  // Pinch zooms and pans with two fingers; the right button zooms, the middle
+  // button pans and the wheel moves through a stack whatever the primary tool.
+  group.addTool(ZoomTool.toolName, { pinchToZoom: true, pan: true });
+  group.setToolActive(ZoomTool.toolName, {
+    bindings: [{ mouseButton: ToolEnums.MouseBindings.Secondary }, { numTouchPoints: 2 }],
+  });
+  group.setToolActive(StackScrollTool.toolName, {
+    bindings: [{ mouseButton: ToolEnums.MouseBindings.Wheel }],
+  });
+  setPrimaryTool("WindowLevel");
+  state.engine = new RenderingEngine(RENDERING_ENGINE_ID);
   eventTarget.addEventListener(tools.Enums.Events.ANNOTATION_COMPLETED, renderMeasurements);
   eventTarget.addEventListener(tools.Enums.Events.ANNOTATION_MODIFIED, renderMeasurements);
   eventTarget.addEventListener(tools.Enums.Events.ANNOTATION_REMOVED, renderMeasurements);
@@ -1174,25 +1218,95 @@ function prefetchFirstFrame(config: ViewerConfig): void {
     .catch(() => undefined);
 }
 
+/** The dicom-image-loader's event for a finished frame request. */
+const LOAD_END = "cornerstoneimageloadend";
+
+/**
+ * Load and decode the frame the viewer opens on now, into Cornerstone's image
+ * cache, instead of when its viewport requests it after the tools, the
+ * rendering engine and the study metadata are ready. Needs the frame's
+ * metadata registered with the loader (buildStudy); does nothing before.
+ *
+ * Resolves once the frame's bytes are in and its decoding has begun in the
+ * loader's web worker (or after `waitMs` at most): until then the loader
+ * needs the main thread.
+ */
+function primeFirstImage(config: ViewerConfig, waitMs = 0): Promise<void> {
+  const imageId = config.firstFrameUrl ? `wadors:${config.firstFrameUrl}` : null;
+  if (!imageId || cache.getImageLoadObject(imageId) || !wadors.metaDataManager.get(imageId)) {
+    return Promise.resolve();
+  }
+  const received = new Promise<void>((resolve) => {
+    const timer = setTimeout(done, waitMs);
+    function done(): void {
+      clearTimeout(timer);
+      eventTarget.removeEventListener(LOAD_END, onLoadEnd);
+      resolve();
+    }
+    function onLoadEnd(event: Event): void {
+      if ((event as CustomEvent<{ imageId?: string }>).detail?.imageId === imageId) {
+        done();
+      }
+    }
+    // It fires once the response has been handed on to the decoder.
+    eventTarget.addEventListener(LOAD_END, onLoadEnd);
+  });
+  // The options a stack viewport loads with (useRGBA is the dicom-image-loader's).
+  const options = {
+    useRGBA: getShouldUseCPURendering(),
+    priority: 5,
+    requestType: Enums.RequestType.Interaction,
+  };
+  imageLoader.loadAndCacheImage(imageId, options).catch(() => undefined); // reported as IMAGE_LOAD_FAILED
+  return received;
+}
+
+/**
+ * Read the study's metadata stored on this device, or null. A stored
+ * instance never changes, so this copy can decode its frames while the
+ * network copy, which may list new images, is still on its way.
+ */
+async function storedStudy(config: ViewerConfig, uid: string): Promise<StudyModel | null> {
+  if (typeof caches === "undefined") {
+    return null;
+  }
+  const url = studyMetadataUrl(config.dicomwebRoot, uid);
+  const response = await (await caches.open(STUDY_CACHE)).match(url, { ignoreVary: true });
+  if (!response?.ok) {
+    return null;
+  }
+  return buildStudy(config.dicomwebRoot, uid, url, (await response.json()) as DicomJson[]);
+}
+
 async function start(): Promise<void> {
   mark("script");
   const config = readConfig();
   state.config = config;
   const uid = config.study.studyInstanceUID;
-  // Record the study first, so the service worker keeps what follows.
-  if (typeof indexedDB !== "undefined") {
-    const tracked = await markViewed(config, uid).then(
-      () => true,
-      () => false,
-    );
-    if (tracked) {
-      prefetchFirstFrame(config);
-    }
-  }
+  // Record the study first, so the service worker keeps what follows; look
+  // for a stored copy and start the image loader meanwhile.
+  const tracking =
+    typeof indexedDB !== "undefined"
+      ? markViewed(config, uid).then(
+          () => true,
+          () => false,
+        )
+      : Promise.resolve(false);
+  const stored = storedStudy(config, uid).catch(() => null);
+  initLoader(config);
+  // Stored on this device: decode the first frame from the stored copy while
+  // the rest starts.
+  const primed = stored.then((study) => (study ? primeFirstImage(config, 100) : undefined));
+  const tracked = await tracking;
   // The metadata request runs while Cornerstone starts.
   const studyLoaded = loadStudy(config.dicomwebRoot, uid);
-  studyLoaded.catch(() => undefined); // awaited below; avoid an unhandled rejection
-  await initCornerstone(config);
+  studyLoaded.then(() => primeFirstImage(config), () => undefined); // awaited below
+  if (tracked && !(await stored)) {
+    // Not stored yet: start downloading the first frame.
+    prefetchFirstFrame(config);
+  }
+  await primed;
+  initViewer();
   mark("cornerstone");
   buildToolbar();
   wirePriors();
@@ -1230,6 +1344,10 @@ async function start(): Promise<void> {
 }
 
 start().catch((error) => {
-  showError(error);
+  // A frame that failed to load has been reported, with advice, by the
+  // loader's event; the CPU renderer's stack also rejects with the bare cause.
+  if (state.error === null) {
+    showError(error);
+  }
   setStatus("");
 });

@@ -215,14 +215,16 @@ def test_chart_link_opens_study_at_full_resolution(
     assert ("vet", studies.horse_id) in views
 
 
+@pytest.mark.parametrize("render", ["gpu", "cpu"])
 def test_length_on_calibrated_radiograph_in_millimetres(
     page: Page,
     live_server: LiveServer,
     login: Callable[[Page, str], None],
     studies: Studies,
+    render: str,
 ) -> None:
     login(page, "vet")
-    page.goto(live_server.url(f"/viewer/studies/{studies.single}"))
+    page.goto(live_server.url(f"/viewer/studies/{studies.single}?render={render}"))
     wait_first_image(page)
     page.get_by_role("button", name="Length").click()
 

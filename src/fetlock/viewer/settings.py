@@ -108,10 +108,10 @@ class ViewerSettings(BaseSettings):
     render_mode: Literal["auto", "gpu", "cpu"] = Field(
         default="auto",
         description=(
-            "Cornerstone rendering: auto (WebGL where the browser has it), or "
-            "force gpu or cpu. A page can override it with ?render=cpu. With "
-            "cpu, Cornerstone 4.22 ignores calibrated pixel spacing, so "
-            "lengths are in pixels."
+            "Cornerstone rendering: auto (WebGL where the browser has a GPU; "
+            "Cornerstone's CPU renderer where WebGL itself is drawn in "
+            "software, which is slower), or force gpu or cpu. A page can "
+            "override it with ?render=cpu."
         ),
     )
 
