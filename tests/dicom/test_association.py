@@ -73,3 +73,26 @@ def test_allow_any_ae_admits_unknown_caller(
 
     assert accepted
     assert status == 0x0000
+
+
+def test_server_contexts_copy_cheaply_and_independently(
+    dicom: DicomService,
+) -> None:
+    import copy
+
+    from fetlock.dicom.server import CheaplyCopiedContext
+
+    assert dicom._server is not None
+    contexts = dicom._server.contexts
+    assert contexts
+    assert all(isinstance(cx, CheaplyCopiedContext) for cx in contexts)
+
+    copies = copy.deepcopy(contexts)
+    copies[0].transfer_syntax = ["1.2.840.10008.1.2"]
+
+    assert [cx.abstract_syntax for cx in copies] == [
+        cx.abstract_syntax for cx in contexts
+    ]
+    assert contexts[0].transfer_syntax != copies[0].transfer_syntax
+    assert copies[1].transfer_syntax == contexts[1].transfer_syntax
+    assert copies[1].transfer_syntax is not contexts[1].transfer_syntax
