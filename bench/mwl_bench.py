@@ -1,8 +1,9 @@
 """Modality Worklist C-FIND latency: Fetlock against DCMTK's wlmscpfs.
 
 Both servers hold the same 10,000 scheduled items (about a thirtieth of them
-today): Fetlock in its database, wlmscpfs as one ``.wl`` file per item written
-with pydicom. One pynetdicom client sends the same queries to each, opening an
+today): Fetlock in its database, served by ``fetlock serve`` in a process of its
+own, wlmscpfs as one ``.wl`` file per item written with pydicom. One
+pynetdicom client sends the same queries to each, opening an
 association per query as a modality does, and the script prints the median and
 95th percentile latency of
 
@@ -48,7 +49,6 @@ from tests.imaging_testdata import (  # noqa: E402
     build_practice,
     bulk_worklist,
     free_port,
-    start_dicom,
 )
 
 from fetlock.config import Settings  # noqa: E402
@@ -228,6 +228,26 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
+def start_serve(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    """Start `fetlock serve` over the seeded database, web on a free port."""
+    env = {
+        **os.environ,
+        "FETLOCK_DATA_DIR": str(settings.data_dir),
+        "FETLOCK_DATABASE_URL": settings.database_url,
+        "FETLOCK_HTTP_PORT": str(free_port()),
+        "FETLOCK_DICOM_PORT": str(settings.dicom_port),
+        "FETLOCK_SECRET_KEY": "bench-secret-key",
+    }
+    env.pop("TCP_NODELAY", None)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [str(Path(sys.executable).with_name("fetlock")), "serve"],
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=10_000, help="worklist items")
@@ -254,17 +274,27 @@ def main() -> None:
         seed(database, settings, args.items)
         print(f"seeded {args.items} items in {time.perf_counter() - started:.1f} s")
 
-        dicom = start_dicom(settings, database)
+        # Fetlock runs as `fetlock serve` in a process of its own, as
+        # wlmscpfs does, so that the pynetdicom client here does not share a
+        # GIL with the server it measures.
+        serve = start_serve(settings, tmp_path / "serve.log")
         today = dt.datetime.now(settings.zone).strftime("%Y%m%d")
-        results = {
-            "Fetlock": {
-                "today": measure(
-                    "today", dicom.port, lambda: today_query(today), args.runs
-                ),
-                "name": measure("name", dicom.port, name_query, args.runs),
+        try:
+            wait_for_port(settings.dicom_port, timeout=60)
+            results = {
+                "Fetlock": {
+                    "today": measure(
+                        "today",
+                        settings.dicom_port,
+                        lambda: today_query(today),
+                        args.runs,
+                    ),
+                    "name": measure("name", settings.dicom_port, name_query, args.runs),
+                }
             }
-        }
-        dicom.stop()
+        finally:
+            serve.terminate()
+            serve.wait(timeout=60)
 
         wlm: subprocess.Popen[bytes] | None = None
         if os.environ.get(NETNS_FLAG) == "1":
