@@ -61,6 +61,9 @@ def _echo(value: Any, depth: int = 0) -> Any:
     Lists inside lists are summarised, so that nesting cannot multiply what
     is echoed.
     """
+    if isinstance(value, bytes | bytearray):
+        # A body that was not JSON reaches validation as raw bytes.
+        return f"({len(value)} bytes that are not JSON)"
     if isinstance(value, str) and len(value) > ECHO_MAX:
         return f"{value[:ECHO_MAX]}… ({len(value)} characters)"
     if isinstance(value, list | tuple):

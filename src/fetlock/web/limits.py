@@ -1,11 +1,11 @@
-"""A size limit on JSON and URL-encoded form request bodies.
+"""A size limit on request bodies, except DICOM uploads.
 
-FastAPI reads and parses a whole JSON body before validation can reject it,
-so without a limit a client could make the server hold hundreds of
-megabytes for one request. Fetlock's JSON and form requests are small: a
-report with its findings is tens of kilobytes. DICOM uploads (STOW-RS,
-``multipart/related``) and other media types are not limited here; they are
-streamed to disk by their routes.
+Starlette and FastAPI read a whole request body into memory before a route
+can reject it, whatever its media type, so without a limit a client could
+make the server hold hundreds of megabytes for one request. Fetlock's pages
+and JSON API take small bodies: a report with its findings is tens of
+kilobytes. STOW-RS (``POST /dicomweb/studies``) is the one route that takes
+large bodies, and it streams them to disk, so it is not limited here.
 """
 
 from __future__ import annotations
@@ -17,16 +17,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
 
-_LIMITED_TYPES = ("application/json", "application/x-www-form-urlencoded")
+# STOW-RS, the only route that takes large bodies.
+STOW_PATH = "/dicomweb/studies"
 
 
-def _is_limited(content_type: str) -> bool:
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    return media_type in _LIMITED_TYPES or media_type.endswith("+json")
+def _is_limited(path: str) -> bool:
+    return not (path == STOW_PATH or path.startswith(STOW_PATH + "/"))
 
 
 class BodySizeLimit:
-    """Reject JSON and form bodies over ``max_bytes`` with 413, before parsing.
+    """Reject request bodies over ``max_bytes`` with 413, before parsing.
 
     A body that declares its length is rejected without being read. A body
     sent in chunks without a length is buffered up to the limit and then
@@ -41,10 +41,10 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        if not _is_limited(headers.get("content-type", "")):
+        if not _is_limited(scope.get("path", "")):
             await self.app(scope, receive, send)
             return
+        headers = Headers(scope=scope)
 
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
@@ -82,9 +82,10 @@ class BodySizeLimit:
         body = json.dumps(
             {
                 "detail": (
-                    f"request body too large: {counted}, the limit for JSON and "
-                    f"form requests is {self.max_bytes} bytes; send less data per "
-                    "request (split the change into several requests)"
+                    f"request body too large: {counted}, the limit is "
+                    f"{self.max_bytes} bytes except for DICOM uploads to "
+                    f"{STOW_PATH}; send less data per request (split the change "
+                    "into several requests)"
                 )
             }
         ).encode()
