@@ -434,3 +434,26 @@ def test_storing_an_instance_notes_foreground_work(
 
     assert result.ok
     assert foreground.seconds_since_foreground_work() < 60
+
+
+def test_worker_runs_an_overdue_backlog_without_holds(
+    database: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(foreground, "QUIET_S", 60.0)
+    monkeypatch.setattr(foreground, "MAX_DEFER_S", 5.0)
+    client_ids = [_make_client(database) for _ in range(5)]
+    with database.session() as db_session:
+        for client_id in client_ids:
+            enqueue(db_session, "test.record", client_id=client_id)
+        # The jobs became due long ago, during a transfer that goes on.
+        for job in db_session.execute(select(Job)).scalars():
+            job.run_after = utcnow() - dt.timedelta(seconds=30)
+    worker = Worker(database, settings, poll_interval_s=0.05)
+    with _ImagesArriving():
+        worker.start()
+        try:
+            # Holding each job MAX_DEFER_S would take 25 s; overdue jobs run
+            # back to back.
+            assert _wait_for_calls(5, timeout_s=4.0)
+        finally:
+            worker.stop()

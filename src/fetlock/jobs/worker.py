@@ -138,8 +138,21 @@ class Worker:
         logger.info("job worker %s stopped", self.worker_id)
 
     def _wait_for_quiet_foreground(self) -> None:
-        """Hold the next job while this process is storing received images."""
-        deadline = time.monotonic() + foreground.MAX_DEFER_S
+        """Hold due jobs while this process is storing received images.
+
+        The wait ends once storing has been quiet for ``QUIET_S``, or once the
+        longest-waiting due job is ``MAX_DEFER_S`` past its due time. A
+        backlog that built up during a long transfer therefore runs without
+        further holds, instead of one job per ``MAX_DEFER_S``.
+        """
+        if foreground.seconds_since_foreground_work() >= foreground.QUIET_S:
+            return
+        with self.database.session() as db_session:
+            oldest_due = claim.oldest_due_at(db_session, utcnow())
+        if oldest_due is None:
+            return
+        overdue_s = (utcnow() - oldest_due).total_seconds()
+        deadline = time.monotonic() + foreground.MAX_DEFER_S - overdue_s
         while not self._stop.is_set():
             remaining = foreground.QUIET_S - foreground.seconds_since_foreground_work()
             if remaining <= 0 or time.monotonic() >= deadline:
