@@ -150,3 +150,35 @@ def test_idle_association_is_closed_after_network_timeout(
                 assoc.abort()
     finally:
         service.stop()
+
+
+def test_peer_stalled_inside_a_pdu_is_disconnected(
+    monkeypatch: pytest.MonkeyPatch,
+    scp_settings: dicom_server.Settings,
+    database: dicom_server.Database,
+    practice: EquinePractice,
+) -> None:
+    import socket
+    import struct
+
+    monkeypatch.setattr(dicom_server, "NETWORK_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(dicom_server, "ACSE_TIMEOUT_S", 1.0)
+    service = DicomService(scp_settings, database)
+    service.start()
+    try:
+        with socket.create_connection(("127.0.0.1", service.port)) as peer:
+            # An A-ASSOCIATE-RQ header announcing 1,000 bytes, then nothing.
+            peer.sendall(struct.pack(">BBI", 0x01, 0x00, 1000) + b"\x00\x01")
+            peer.settimeout(WIND_DOWN_S)
+
+            # Fetlock gives up on the stalled read and closes the connection;
+            # before, its DUL thread waited in recv() for ever.
+            try:
+                received = peer.recv(4096)
+            except ConnectionResetError:
+                received = b""
+
+        assert received == b""
+        assert wait_until(lambda: not acceptor_threads())
+    finally:
+        service.stop()

@@ -255,6 +255,12 @@ class EventDrivenRequestHandler(RequestHandler):
     """pynetdicom's request handler, making each association event-driven."""
 
     def _create_association(self) -> Association:
+        # An accepted socket has no timeout of its own, so a peer that sends
+        # part of a PDU and goes silent held the DUL thread in recv() and its
+        # association slot forever, and MAXIMUM_ASSOCIATIONS such peers locked
+        # every modality out. With the AE's network timeout the stalled read
+        # fails and pynetdicom aborts the association.
+        self.request.settimeout(self.ae.network_timeout)
         assoc = super()._create_association()
         assoc.__class__ = EventDrivenAssociation
         cast(EventDrivenAssociation, assoc).adopt()

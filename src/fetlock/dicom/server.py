@@ -58,6 +58,8 @@ REJECT_CALLING_AE_NOT_RECOGNISED = 0x03
 
 # Seconds without traffic before an idle association is closed.
 NETWORK_TIMEOUT_S = 60
+# Seconds a new connection has to send its A-ASSOCIATE-RQ (pynetdicom's default).
+ACSE_TIMEOUT_S = 30
 MAXIMUM_ASSOCIATIONS = 32
 
 Handler = Callable[..., Any]
@@ -138,6 +140,7 @@ def build_ae(settings: Settings, modules: Sequence[ScpModule]) -> AE:
     ae = AE(ae_title=settings.dicom_ae_title)
     ae.maximum_associations = MAXIMUM_ASSOCIATIONS
     ae.network_timeout = NETWORK_TIMEOUT_S
+    ae.acse_timeout = ACSE_TIMEOUT_S
     for module in modules:
         for context in module.supported_contexts(settings):
             ae.add_supported_context(
