@@ -117,7 +117,7 @@ def test_oversized_body_of_any_type_is_rejected(
     assert response.status_code == 413
 
 
-def test_non_json_body_to_json_route_is_422_naming_its_size(
+def test_non_json_body_gets_422(
     reception,  # type: ignore[no-untyped-def]
     database: Database,
 ) -> None:

@@ -146,9 +146,9 @@ function initLoader(config: ViewerConfig): void {
     void warmUpDecoder(workers);
   }
   // The spacing study.ts registers for each image (see spacingOf) is read
-  // through this provider, ahead of the loader's own. WebGL viewports take it
-  // as calibratedPixelSpacing; the CPU renderer reads only the calibration
-  // module, so it is given there too, over what the loader has for it.
+  // through this provider, ahead of the loader's own. WebGL viewports read it
+  // as calibratedPixelSpacing. The CPU renderer reads only the calibration
+  // module, so the spacing is merged over the loader's entry for that module.
   const calibration = coreUtilities.calibratedPixelSpacingMetadataProvider;
   metaData.addProvider((type: string, imageId: string) => {
     if (type === Enums.MetadataModules.CALIBRATION) {

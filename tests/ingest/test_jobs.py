@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
@@ -365,6 +367,17 @@ class _ImagesArriving:
         self._thread.join()
 
 
+@contextlib.contextmanager
+def _running_worker(database: Database, settings: Settings) -> Iterator[Worker]:
+    """A worker running in its own thread, as ``fetlock serve`` starts it."""
+    worker = Worker(database, settings, poll_interval_s=0.05)
+    worker.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
 def _wait_for_calls(count: int, timeout_s: float = 20.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and len(CALLS) < count:
@@ -372,45 +385,37 @@ def _wait_for_calls(count: int, timeout_s: float = 20.0) -> bool:
     return len(CALLS) >= count
 
 
-def test_worker_holds_jobs_while_images_arrive(
+def test_worker_delays_jobs_during_transfer(
     database: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(foreground, "QUIET_S", 0.5)
     monkeypatch.setattr(foreground, "MAX_DEFER_S", 60.0)
     client_id = _make_client(database)
-    worker = Worker(database, settings, poll_interval_s=0.05)
-    worker.start()
-    try:
+    with _running_worker(database, settings):
         with _ImagesArriving():
             with database.session() as db_session:
                 enqueue(db_session, "test.record", client_id=client_id)
             time.sleep(1.0)
-            held = list(CALLS)
+            calls_during_transfer = list(CALLS)
 
-        assert held == []
+        assert calls_during_transfer == []
         # The images stopped: the job runs once the process has been quiet.
         assert _wait_for_calls(1)
-    finally:
-        worker.stop()
 
 
-def test_worker_runs_a_held_job_after_max_defer(
+def test_worker_runs_delayed_job_after_max_defer(
     database: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(foreground, "QUIET_S", 60.0)
     monkeypatch.setattr(foreground, "MAX_DEFER_S", 0.3)
     client_id = _make_client(database)
-    worker = Worker(database, settings, poll_interval_s=0.05)
-    worker.start()
-    try:
+    with _running_worker(database, settings):
         with _ImagesArriving():
             with database.session() as db_session:
                 enqueue(db_session, "test.record", client_id=client_id)
 
-            # Images never stop, yet the job is held only MAX_DEFER_S.
+            # Images never stop, yet the job is delayed only MAX_DEFER_S.
             assert _wait_for_calls(1)
-    finally:
-        worker.stop()
 
 
 def test_storing_an_instance_notes_foreground_work(
@@ -436,7 +441,7 @@ def test_storing_an_instance_notes_foreground_work(
     assert foreground.seconds_since_foreground_work() < 60
 
 
-def test_worker_runs_an_overdue_backlog_without_holds(
+def test_worker_runs_overdue_backlog_at_once(
     database: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(foreground, "QUIET_S", 60.0)
@@ -448,12 +453,7 @@ def test_worker_runs_an_overdue_backlog_without_holds(
         # The jobs became due long ago, during a transfer that goes on.
         for job in db_session.execute(select(Job)).scalars():
             job.run_after = utcnow() - dt.timedelta(seconds=30)
-    worker = Worker(database, settings, poll_interval_s=0.05)
-    with _ImagesArriving():
-        worker.start()
-        try:
-            # Holding each job MAX_DEFER_S would take 25 s; overdue jobs run
-            # back to back.
-            assert _wait_for_calls(5, timeout_s=4.0)
-        finally:
-            worker.stop()
+    with _ImagesArriving(), _running_worker(database, settings):
+        # Delaying each job MAX_DEFER_S would take 25 s, but overdue jobs run
+        # back to back.
+        assert _wait_for_calls(5, timeout_s=4.0)

@@ -512,7 +512,7 @@ class TestImagesAfterReport:
         db_session.flush()
         return study_service.summarise(db_session, [case.study])[0]
 
-    def test_late_image__is_counted_until_an_addendum_is_signed(
+    def test_late_image__counted_until_addendum(
         self, db_session: Session, settings: Settings, case: ReadingCase
     ) -> None:
         report = _draft(db_session, case, _content(NAVICULAR))
@@ -536,7 +536,7 @@ class TestImagesAfterReport:
         _sign(db_session, case, addendum.id)
         assert self._summary(db_session, case).images_after_report == 0
 
-    def test_late_image__before_any_signed_report_is_not_counted(
+    def test_late_image__before_sign_off_not_counted(
         self, db_session: Session, settings: Settings, case: ReadingCase
     ) -> None:
         _draft(db_session, case, _content(NAVICULAR))

@@ -1,8 +1,8 @@
 """Event-driven acceptor associations for pynetdicom 3.
 
 pynetdicom 3.0.4 runs two threads per association and both poll. The DUL
-thread sleeps 1 ms after every pass that found nothing to do, then looks at
-the socket again; the association thread sleeps 1 ms before every look at
+thread sleeps 1 ms after every pass that found nothing to do before it reads
+the socket again. The association thread sleeps 1 ms before every check of
 its queue of decoded DIMSE messages. A C-STORE of a small instance waits
 through several of these pauses (request read, message picked up, response
 sent), and the idle passes take the GIL from the thread that stores the
@@ -43,7 +43,7 @@ from pynetdicom.transport import RequestHandler
 
 logger = logging.getLogger(__name__)
 
-# Longest a thread blocks before it re-checks timers and the other thread.
+# Maximum time a thread blocks before it re-checks timers and the other thread.
 # pynetdicom's timers count in seconds (ARTIM 30 s, idle 60 s by default), so
 # checking them 20 times a second changes no timeout noticeably.
 WAKE_INTERVAL_S = 0.05
