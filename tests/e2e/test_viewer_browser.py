@@ -9,6 +9,7 @@ live server's database and blob store, and attached to the demo horse Blaze.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -450,7 +451,15 @@ def test_phone_touch_pinch_pan_and_window(
     page.get_by_role("button", name="Pan").tap()
     x0, y0 = page.evaluate("p => window.fetlockViewer.imageToPage(0, p)", [700, 600])
     gesture(page, [[(cx + 5 * i, cy) for i in range(10)]])
-    x1, y1 = page.evaluate("p => window.fetlockViewer.imageToPage(0, p)", [700, 600])
+    # The camera change reaches imageToPage once the pane has rendered again.
+    deadline = time.monotonic() + 5
+    while True:
+        x1, y1 = page.evaluate(
+            "p => window.fetlockViewer.imageToPage(0, p)", [700, 600]
+        )
+        if x1 - x0 > 20 or time.monotonic() > deadline:
+            break
+        page.wait_for_timeout(50)
     assert x1 - x0 > 20, (x0, x1)
     assert viewer_state(page)["panes"][0]["voiRange"] == windowed["voiRange"]
 

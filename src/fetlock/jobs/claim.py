@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from fetlock.jobs.models import Job, JobState
@@ -38,15 +38,6 @@ def claim_due(
     job.updated_at = now
     db_session.flush()
     return job
-
-
-def oldest_due_at(db_session: Session, now: dt.datetime) -> dt.datetime | None:
-    """Return when the longest-waiting due pending job became due, or None."""
-    return db_session.execute(
-        select(func.min(Job.run_after)).where(
-            Job.state == JobState.PENDING, Job.run_after <= now
-        )
-    ).scalar_one_or_none()
 
 
 def release_expired(db_session: Session, now: dt.datetime) -> int:

@@ -122,8 +122,7 @@ class Worker:
                     with self.database.session() as db_session:
                         claim.release_expired(db_session, utcnow())
                     last_sweep = time.monotonic()
-                self._wait_for_quiet_foreground()
-                ran = self.run_one()
+                ran = self.run_one(delay_for_foreground=True)
             except Exception:
                 logger.exception(
                     "job worker %s could not reach the database; retrying in %.0f s",
@@ -137,21 +136,14 @@ class Worker:
                 wakeup.clear()
         logger.info("job worker %s stopped", self.worker_id)
 
-    def _wait_for_quiet_foreground(self) -> None:
-        """Hold due jobs while this process is storing received images.
+    def _delay_for_foreground(self, due_at: dt.datetime) -> None:
+        """Delay a claimed job while this process is storing received images.
 
-        The wait ends once storing has been quiet for ``QUIET_S``, or once the
-        longest-waiting due job is ``MAX_DEFER_S`` past its due time. A
-        backlog that built up during a long transfer therefore runs without
-        further holds, instead of one job per ``MAX_DEFER_S``.
+        The delay ends once storing has been quiet for ``QUIET_S``, or once
+        the job is ``MAX_DEFER_S`` past its due time. A backlog that built up
+        during a long transfer is overdue, so it then runs without delays.
         """
-        if foreground.seconds_since_foreground_work() >= foreground.QUIET_S:
-            return
-        with self.database.session() as db_session:
-            oldest_due = claim.oldest_due_at(db_session, utcnow())
-        if oldest_due is None:
-            return
-        overdue_s = (utcnow() - oldest_due).total_seconds()
+        overdue_s = (utcnow() - due_at).total_seconds()
         deadline = time.monotonic() + foreground.MAX_DEFER_S - overdue_s
         while not self._stop.is_set():
             remaining = foreground.QUIET_S - foreground.seconds_since_foreground_work()
@@ -168,13 +160,18 @@ class Worker:
             count += 1
         return count
 
-    def run_one(self) -> bool:
-        """Claim and run one due job; False when none is due."""
+    def run_one(self, *, delay_for_foreground: bool = False) -> bool:
+        """Claim and run one due job; False when none is due.
+
+        With ``delay_for_foreground`` (the background loop), the claimed job
+        waits while this process is storing received images.
+        """
         with self.database.session() as db_session:
             job = claim.claim_due(db_session, self.worker_id, utcnow(), DEFAULT_LEASE_S)
             if job is None:
                 return False
             job_id, name, attempt = job.id, job.name, job.attempts
+            due_at = job.run_after
             args = json.loads(job.args_json)
             spec = get_spec(name)
             if spec is not None:
@@ -189,6 +186,8 @@ class Worker:
             )
             return True
 
+        if delay_for_foreground:
+            self._delay_for_foreground(due_at)
         started = time.monotonic()
         try:
             with self.database.session() as db_session:
