@@ -37,6 +37,7 @@ PASSWORD = "correct-horse-battery"
 DIGITAL_XRAY_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"
 ENCAPSULATED_PDF_STORAGE = "1.2.840.10008.5.1.4.1.1.104.1"
 BASIC_TEXT_SR_STORAGE = "1.2.840.10008.5.1.4.1.1.88.11"
+GSPS_STORAGE = "1.2.840.10008.5.1.4.1.1.11.1"
 
 _numbers = itertools.count(1)
 
@@ -92,6 +93,14 @@ def dicom_pdf_report(
     ds.BurnedInAnnotation = "YES"
     ds.EncapsulatedDocument = pdf + (b"\0" if len(pdf) % 2 else b"")
     ds.EncapsulatedDocumentLength = len(pdf)
+    return _encode(ds)
+
+
+def dicom_presentation_state(study_uid: str, accession: str, patient_id: str) -> bytes:
+    """A Grayscale Softcopy Presentation State (PS3.3 A.33.1): no pixels."""
+    ds = _base(study_uid, accession, generate_uid(), GSPS_STORAGE, 1)
+    ds.Modality = "PR"
+    ds.PatientID = patient_id
     return _encode(ds)
 
 

@@ -536,6 +536,39 @@ class TestImagesAfterReport:
         _sign(db_session, case, addendum.id)
         assert self._summary(db_session, case).images_after_report == 0
 
+    def test_late_presentation_state__not_counted(
+        self, db_session: Session, settings: Settings, case: ReadingCase
+    ) -> None:
+        import io
+
+        from tests.reporting.conftest import dicom_presentation_state
+
+        from fetlock.audit.service import Actor
+        from fetlock.imaging.ingest import store_instance
+        from fetlock.storage import get_blob_store
+
+        report = _draft(db_session, case, _content(NAVICULAR))
+        _sign(db_session, case, report.id)
+
+        # A workstation saving its window and annotations sends a Grayscale
+        # Softcopy Presentation State: no pixels, nothing for a report to cover.
+        state = dicom_presentation_state(
+            case.study.study_instance_uid,
+            case.order.accession_number,
+            case.horse.patient_id,
+        )
+        result = store_instance(
+            db_session,
+            io.BytesIO(state),
+            blobs=get_blob_store(settings),
+            actor=Actor(name="workstation", source_ae_title="READING1"),
+        )
+        assert result.status == "stored", result.reason
+
+        summary = self._summary(db_session, case)
+        assert summary.instance_count == 3
+        assert summary.images_after_report == 0
+
     def test_late_image__before_sign_off_not_counted(
         self, db_session: Session, settings: Settings, case: ReadingCase
     ) -> None:

@@ -223,7 +223,11 @@ def summarise(db_session: Session, studies: Sequence[Study]) -> list[StudySummar
 
 
 def _images_after_report(db_session: Session, study_ids: list[int]) -> dict[int, int]:
-    """Count, per study, the images stored after its last report was signed."""
+    """Count, per study, the images stored after its last report was signed.
+
+    Objects without pixels (presentation states, key-object selections,
+    reports) carry no (0028,0010) Rows and are not counted.
+    """
     from fetlock.reporting.models import Report, ReportStatus
 
     last_signed = (
@@ -239,7 +243,10 @@ def _images_after_report(db_session: Session, study_ids: list[int]) -> dict[int,
     rows = db_session.execute(
         select(Instance.study_id, func.count(Instance.id))
         .join(last_signed, last_signed.c.study_id == Instance.study_id)
-        .where(Instance.received_at > last_signed.c.signed_at)
+        .where(
+            Instance.received_at > last_signed.c.signed_at,
+            Instance.rows.is_not(None),
+        )
         .group_by(Instance.study_id)
     ).all()
     return {study_id: int(count) for study_id, count in rows}
