@@ -182,3 +182,28 @@ def test_peer_stalled_inside_a_pdu_is_disconnected(
         assert wait_until(lambda: not acceptor_threads())
     finally:
         service.stop()
+
+
+def test_stop_aborts_associations_left_open(
+    monkeypatch: pytest.MonkeyPatch,
+    scp_settings: dicom_server.Settings,
+    database: dicom_server.Database,
+    practice: EquinePractice,
+) -> None:
+    monkeypatch.setattr(dicom_server, "STOP_GRACE_S", 0.2)
+    service = DicomService(scp_settings, database)
+    service.start()
+    accepted = served_associations(service)
+    idle = associate(service.port)
+    assert int(idle.send_c_echo().Status) == 0x0000
+
+    # The modality keeps its association open and sends nothing more.
+    service.stop()
+
+    # stop() returns once the DUL thread, which would keep the process
+    # alive, has ended; the association thread follows on its own.
+    assert not accepted[0].dul.is_alive()
+    assert accepted[0].is_aborted
+    assert wait_until(lambda: not accepted[0].is_alive())
+    assert wait_until(lambda: idle.is_aborted)
+    assert not acceptor_threads()

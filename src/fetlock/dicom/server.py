@@ -26,6 +26,7 @@ import copy
 import importlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
@@ -60,6 +61,11 @@ REJECT_CALLING_AE_NOT_RECOGNISED = 0x03
 NETWORK_TIMEOUT_S = 60
 # Seconds a new connection has to send its A-ASSOCIATE-RQ (pynetdicom's default).
 ACSE_TIMEOUT_S = 30
+# Seconds a stopping service lets open associations finish before aborting
+# them. Without the abort an idle modality's association would hold the
+# process for up to NETWORK_TIMEOUT_S, because pynetdicom's DUL threads are
+# not daemon threads.
+STOP_GRACE_S = 2.0
 MAXIMUM_ASSOCIATIONS = 32
 
 Handler = Callable[..., Any]
@@ -224,9 +230,27 @@ class DicomService:
         )
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
+        """Stop accepting, let open associations end, then abort the rest.
+
+        A peer whose association is aborted gets an A-ABORT, so a modality
+        knows that what it had not finished sending was not stored.
+        """
+        server, self._server = self._server, None
+        if server is None:
+            return
+        # shutdown() stops the acceptor; associations already accepted go on.
+        server.shutdown()
+        deadline = time.monotonic() + STOP_GRACE_S
+        while server.active_associations and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for assoc in server.active_associations:
+            logger.warning(
+                "aborting the association from %s at %s:%s because Fetlock is stopping",
+                calling_ae_title(assoc),
+                assoc.requestor.address,
+                assoc.requestor.port,
+            )
+            assoc.abort()
 
     def _on_requested(self, event: evt.Event) -> None:
         """Reject callers that are not configured remote modalities."""
