@@ -537,3 +537,39 @@ def test_sigkill_mid_transfer_then_retry_succeeds_and_no_job_is_lost(
             select(Job).where(Job.name == "thumbnail", Job.state != "pending")
         ).all()
     assert left == []
+
+
+def test_killed_modality_leaves_no_partial_file(
+    scp: DicomService, settings: Settings, database: Database, tmp_path: Path
+) -> None:
+    big = tmp_path / "big-us.dcm"
+    shutil.copy(BIG_ULTRASOUND, big)
+    staging = get_blob_store(settings).staging
+    sop_uid = pydicom.dcmread(big, stop_before_pixels=True).SOPInstanceUID
+    sender = subprocess.Popen(
+        ["storescu", "-aet", DR_STATION, "-aec", "FETLOCK", "127.0.0.1",
+         str(scp.port), str(big)],
+        env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+    def partly_received() -> bool:
+        return any(
+            0 < p.stat().st_size < big.stat().st_size // 2
+            for p in staging.glob("c-store-*.dcm")
+        )
+
+    _wait_for(partly_received, 30, "the transfer to start")
+    # The modality loses power: its connection drops without an A-ABORT.
+    sender.kill()
+    sender.wait(30)
+
+    _wait_for(
+        lambda: not list(staging.glob("c-store-*.dcm")),
+        10,
+        "the partial file to be deleted",
+    )
+    assert _stored(database, sop_uid) is None
+    retry = _storescu(scp.port, str(big))
+    assert retry.returncode == 0, retry.stderr
+    _assert_stored_as_sent(database, settings, big)
+    assert not list(staging.glob("c-store-*.dcm"))

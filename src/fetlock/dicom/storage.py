@@ -101,7 +101,39 @@ def event_handlers(context: ScpContext) -> list[tuple[evt.EventType, Handler]]:
     return [
         (evt.EVT_REQUESTED, _negotiate_for_storage),
         (evt.EVT_C_STORE, on_c_store),
+        (evt.EVT_CONN_CLOSE, _discard_partial_object),
     ]
+
+
+def _discard_partial_object(event: evt.Event) -> None:
+    """Delete the file of a data set whose connection closed mid-transfer.
+
+    pynetdicom deletes a received file once the C-STORE handler has run, but
+    the file of a data set still arriving when the connection ends (modality
+    switched off, A-ABORT, network timeout) stays open and on disk. Runs in
+    the association's DUL thread, the only thread that writes that file.
+
+    NOTE: reads pynetdicom 3's DIMSE message in progress (``_data_set_file``);
+    the DCMTK storage tests check it against the installed version.
+    """
+    message = getattr(event.assoc.dimse, "message", None)
+    partial = getattr(message, "_data_set_file", None)
+    if partial is None:
+        return
+    path = Path(partial.name)
+    partial.close()
+    try:
+        received = path.stat().st_size
+        path.unlink()
+    except FileNotFoundError:
+        return
+    logger.warning(
+        "connection from %s at %s closed during a C-STORE; discarded the %d "
+        "bytes received, which the modality must send again",
+        calling_ae_title(event.assoc),
+        event.assoc.requestor.address,
+        received,
+    )
 
 
 def _negotiate_for_storage(event: evt.Event) -> None:
