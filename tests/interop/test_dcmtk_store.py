@@ -546,9 +546,11 @@ def test_killed_modality_leaves_no_partial_file(
     shutil.copy(BIG_ULTRASOUND, big)
     staging = get_blob_store(settings).staging
     sop_uid = pydicom.dcmread(big, stop_before_pixels=True).SOPInstanceUID
+    # Small PDUs keep the 43 MB transfer going for seconds, long enough to
+    # catch it half-way.
     sender = subprocess.Popen(
-        ["storescu", "-aet", DR_STATION, "-aec", "FETLOCK", "127.0.0.1",
-         str(scp.port), str(big)],
+        ["storescu", "-aet", DR_STATION, "-aec", "FETLOCK", "--max-send-pdu",
+         "4096", "127.0.0.1", str(scp.port), str(big)],
         env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
 
