@@ -135,3 +135,13 @@ def test_long_field_names_and_nested_lists_are_cut(login_as) -> None:  # type: i
 
     assert response.status_code == 422
     assert len(response.content) < 10_000
+
+
+def test_favicon_is_an_svg_not_404(client: TestClient) -> None:
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("image/svg+xml")
+    assert response.text.startswith("<svg")
+
+    login_page = client.get("/login")
+    assert '<link rel="icon" href="/static/favicon.svg"' in login_page.text

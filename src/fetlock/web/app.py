@@ -67,6 +67,12 @@ def create_app(
     def home() -> RedirectResponse:
         return RedirectResponse("/horses", status_code=303)
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> RedirectResponse:
+        # Browsers ask for /favicon.ico on pages that name no icon (JSON,
+        # images opened on their own); the icon is an SVG.
+        return RedirectResponse("/static/favicon.svg", status_code=301)
+
     @app.get("/healthz", include_in_schema=False)
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
