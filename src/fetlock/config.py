@@ -61,6 +61,15 @@ class Settings(BaseSettings):
             "as modalities."
         ),
     )
+    codec_process: bool = Field(
+        default=True,
+        description=(
+            "Decode and encode images for jobs (thumbnails, JPEG-LS copies) in a "
+            "child process, so the codecs do not hold up DICOM and web requests. "
+            "False runs them in the worker's own process and saves the child's "
+            "memory."
+        ),
+    )
     dicom_log_datasets: bool = Field(
         default=False,
         description="Log whole DICOM datasets at DEBUG level (contains patient data).",

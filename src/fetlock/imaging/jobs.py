@@ -12,7 +12,8 @@ from fetlock.billing import hooks as billing_hooks
 from fetlock.db.base import utcnow
 from fetlock.imaging.ingest import SETTLE_DELAY_S
 from fetlock.imaging.study_models import Instance, Series, Study
-from fetlock.jobs import JobContext, enqueue, job
+from fetlock.jobs import JobContext, codec_process, enqueue, job
+from fetlock.storage import BlobStore
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def make_thumbnail(ctx: JobContext, *, study_id: int) -> None:
 
     path = ctx.blobs.local_path(source_key)
     if path is not None:
-        data = render_thumbnail(path, THUMBNAIL_SIZE)
+        data = codec_process.run(render_thumbnail, path, THUMBNAIL_SIZE)
     else:
         with ctx.blobs.open(source_key) as stream:
             data = render_thumbnail(stream, THUMBNAIL_SIZE)
@@ -137,14 +138,24 @@ def prepare_viewer_frames(ctx: JobContext, *, study_id: int) -> None:
         if ctx.blobs.exists(wado.jpeg_ls_frame_key(blob_key, 1)):
             continue
         try:
-            if not wado.can_keep_jpeg_ls_copy(ctx.blobs, blob_key, syntax):
-                continue
-            prepared += wado.keep_jpeg_ls_frame(ctx.blobs, blob_key, 1)
+            prepared += codec_process.run(
+                _keep_first_frame, ctx.blobs, blob_key, syntax
+            )
         except Exception:
-            # Pixel data that does not match its header. The viewer gets the
-            # error when it requests this frame, and the other images go on.
+            # Pixel data that does not match its header, or a codec that
+            # crashed on it. The viewer gets the error when it requests this
+            # frame, and the other images go on.
             logger.warning(
                 "no JPEG-LS copy of %s in study %d", blob_key, study_id, exc_info=True
             )
     if prepared:
         logger.info("kept JPEG-LS copies of %d images of study %d", prepared, study_id)
+
+
+def _keep_first_frame(blobs: BlobStore, blob_key: str, syntax: str) -> bool:
+    """Keep a JPEG-LS copy of frame 1 if the image qualifies; runs in the child."""
+    from fetlock.dicomweb import wado
+
+    if not wado.can_keep_jpeg_ls_copy(blobs, blob_key, syntax):
+        return False
+    return wado.keep_jpeg_ls_frame(blobs, blob_key, 1)

@@ -25,7 +25,7 @@ from sqlalchemy import delete
 from fetlock.config import Settings
 from fetlock.db.base import utcnow
 from fetlock.db.session import Database
-from fetlock.jobs import claim, foreground
+from fetlock.jobs import claim, codec_process, foreground
 from fetlock.jobs.models import Job, JobState
 from fetlock.jobs.registry import (
     JobContext,
@@ -76,6 +76,7 @@ class Worker:
 
     def start(self) -> None:
         self.recover()
+        codec_process.start(enabled=self.settings.codec_process)
         self._stop.clear()
         self._thread = threading.Thread(
             target=self._loop, name="fetlock-job-worker", daemon=True

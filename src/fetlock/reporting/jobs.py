@@ -35,6 +35,7 @@ from fetlock.documents.report_pdf import (
 )
 from fetlock.imaging.models import ImagingOrder
 from fetlock.imaging.study_models import Instance, Study
+from fetlock.jobs import codec_process
 from fetlock.jobs.registry import JobContext, job
 from fetlock.practice.models import Horse
 from fetlock.reporting import external, search, vocabulary
@@ -270,7 +271,7 @@ def _thumbnail(blobs: BlobStore, key: str, size: int) -> bytes:
 
     path = blobs.local_path(key)
     if path is not None:
-        return render_thumbnail(path, size)
+        return codec_process.run(render_thumbnail, path, size)
     with blobs.open(key) as handle:
         return render_thumbnail(handle, size)
 
