@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from pydicom.data import get_testdata_file
 from tests.dicomweb.conftest import split_multipart
 
 from fetlock.dicomweb.json_model import (
+    BULK_DATA_THRESHOLD,
     AttributeNameError,
     attribute,
     dataset_to_json,
@@ -123,3 +125,24 @@ class TestJsonModel:
         assert out["00080005"]["Value"] == ["ISO_IR 192"]
         assert "InlineBinary" in out["00281201"]  # 512 bytes: inline
         assert list(out) == sorted(out)
+
+    def test_palette_tables_inline_any_size(self) -> None:
+        # A real ultrasound image with segmented 16-bit palette tables of
+        # 87,818 bytes each, far over the bulk data threshold.
+        path = get_testdata_file("gdcm-US-ALOKA-16.dcm")
+        assert path is not None
+        ds = dcmread(path)
+        ds.ICCProfile = bytes(range(256)) * 8  # another binary value, 2 KiB
+
+        out = dataset_to_json(ds, bulk_data_uri=lambda tag: f"bulk/{tag:08X}")
+
+        for tag, keyword in (
+            ("00281221", "SegmentedRedPaletteColorLookupTableData"),
+            ("00281222", "SegmentedGreenPaletteColorLookupTableData"),
+            ("00281223", "SegmentedBluePaletteColorLookupTableData"),
+        ):
+            value = ds[keyword].value
+            assert len(value) > BULK_DATA_THRESHOLD
+            assert "BulkDataURI" not in out[tag]
+            assert base64.b64decode(out[tag]["InlineBinary"]) == value
+        assert out["00282000"] == {"vr": "OB", "BulkDataURI": "bulk/00282000"}

@@ -3,6 +3,7 @@ frames stored and decoded, rendered images and thumbnails, CORS."""
 
 from __future__ import annotations
 
+import base64
 import io
 from typing import Any
 
@@ -160,21 +161,20 @@ class TestMetadata:
         expected = pydicom.dcmread(instance.path).pixel_array
         assert body == expected.astype("<i2").tobytes()
 
-    def test_large_binary_values_become_bulk_data(self, archive: Archive) -> None:
+    def test_palette_tables_are_inline(self, archive: Archive) -> None:
         instance = archive.studies[0].by_source("OBXXXX1A_rle.dcm")
         (dataset,) = get(archive, instance_path(instance) + "/metadata").json()
-        # (0028,1201) Red Palette Color Lookup Table Data: 512 bytes, inline;
-        # Segmented or larger LUTs would be bulk data. Everything is valid JSON.
+        # (0028,1201-1203) Palette Color Lookup Table Data: inline whatever
+        # their size, since a viewer needs them to draw any frame.
         original = pydicom.dcmread(instance.path)
-        red = dataset["00281201"]
-        assert "InlineBinary" in red or "BulkDataURI" in red
-        if "BulkDataURI" in red:
-            uri = red["BulkDataURI"].replace("http://127.0.0.1", "")
-            response = get(archive, uri)
-            ((_, body),) = split_multipart(
-                response.headers["content-type"], response.content
-            )
-            assert body == original.RedPaletteColorLookupTableData
+        for tag, keyword in (
+            ("00281201", "RedPaletteColorLookupTableData"),
+            ("00281202", "GreenPaletteColorLookupTableData"),
+            ("00281203", "BluePaletteColorLookupTableData"),
+        ):
+            assert "BulkDataURI" not in dataset[tag]
+            inline = base64.b64decode(dataset[tag]["InlineBinary"])
+            assert inline == original[keyword].value
 
 
 class TestFrames:

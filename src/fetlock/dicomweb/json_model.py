@@ -2,7 +2,8 @@
 
 Attributes are keyed by their eight-digit upper-case hex tag; each value is
 ``{"vr": ..., "Value": [...]}`` with Person Names as ``{"Alphabetic": ...}``
-objects. Large binary values are replaced by a ``BulkDataURI``.
+objects. Large binary values are replaced by a ``BulkDataURI``, except the
+palette colour lookup tables (see INLINE_TAGS).
 """
 
 from __future__ import annotations
@@ -23,6 +24,32 @@ UTF8_CHARACTER_SET = "ISO_IR 192"
 
 BULK_DATA_THRESHOLD = 1024
 """Top-level binary values longer than this many bytes become a BulkDataURI."""
+
+INLINE_TAGS = frozenset(
+    {
+        # (0028,1201-1204) Red, Green, Blue, Alpha Palette Color Lookup Table Data
+        0x00281201,
+        0x00281202,
+        0x00281203,
+        0x00281204,
+        # (0028,1221-1224) Segmented Red, Green, Blue, Alpha Palette Color
+        # Lookup Table Data
+        0x00281221,
+        0x00281222,
+        0x00281223,
+        0x00281224,
+    }
+)
+"""Binary values kept inline whatever their size: the palette colour tables.
+
+No frame of a PALETTE COLOR image can be drawn without them, so a viewer
+needs them with the metadata. Fetlock's viewer passes them from there to
+Cornerstone's WADO-RS loader, which does not follow a BulkDataURI for them
+(as of @cornerstonejs/dicom-image-loader 4.22). A viewer that did would need
+another request per instance before the first frame, and another stored
+response to open the study offline. A plain table is 128 KiB at most
+(65,536 entries of 16 bits).
+"""
 
 _BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
@@ -113,7 +140,8 @@ def dataset_to_json(
 
     Top-level binary values longer than `threshold` and the pixel data
     elements are given as ``BulkDataURI`` from `bulk_data_uri(tag)`; when
-    `bulk_data_uri` is None they are left out. Nested binary values are
+    `bulk_data_uri` is None they are left out. The palette colour tables
+    (INLINE_TAGS) stay inline whatever their size. Nested binary values are
     kept inline: they are small in practice (ICC profiles, LUTs), and a URI
     for a nested value would need a path syntax the routes do not offer.
     (0008,0005) Specific Character Set is given as UTF-8, because JSON
@@ -125,7 +153,8 @@ def dataset_to_json(
         if element.tag.group == 0x0002 or tag == 0x00080005:
             continue
         if element.VR in _BINARY_VRS and (
-            tag in _PIXEL_TAGS or _value_length(element) > threshold
+            tag in _PIXEL_TAGS
+            or (tag not in INLINE_TAGS and _value_length(element) > threshold)
         ):
             if bulk_data_uri is not None:
                 out[tag_key(tag)] = {
