@@ -5,7 +5,14 @@
 import { utilities } from "@cornerstonejs/core";
 import { wadors } from "@cornerstonejs/dicom-image-loader";
 
-export type DicomJson = Record<string, { vr: string; Value?: unknown[]; BulkDataURI?: string }>;
+export interface DicomElement {
+  vr: string;
+  Value?: unknown[];
+  BulkDataURI?: string;
+  InlineBinary?: string;
+}
+
+export type DicomJson = Record<string, DicomElement>;
 
 export interface ImageRef {
   studyInstanceUID: string;
@@ -36,9 +43,19 @@ export interface SeriesRef {
   images: ImageRef[];
 }
 
+/** An image of the study the viewer cannot draw, and why. */
+export interface UnshowableImage {
+  sopInstanceUID: string;
+  instanceNumber: number | null;
+  modality: string;
+  reason: string;
+}
+
 export interface StudyModel {
   studyInstanceUID: string;
   series: SeriesRef[];
+  /** Images left out of `series` because the viewer cannot draw them. */
+  unshowable: UnshowableImage[];
   metadataUrl: string;
 }
 
@@ -54,6 +71,7 @@ const TAG = {
   SeriesDescription: "0008103E",
   NumberOfFrames: "00280008",
   Rows: "00280010",
+  PhotometricInterpretation: "00280004",
   Columns: "00280011",
   PixelSpacing: "00280030",
   ImagerPixelSpacing: "00181164",
@@ -170,6 +188,134 @@ export function isCalibrated(ds: DicomJson): boolean {
   return regions.some((region) => (num(region, "0018602C") ?? 0) !== 0);
 }
 
+// Per colour: Palette Color Lookup Table Descriptor, Data (PS3.3 C.7.6.3.1.6)
+// and Segmented Data (PS3.3 C.7.9.2).
+const PALETTE = [
+  ["Red", "00281101", "00281201", "00281221"],
+  ["Green", "00281102", "00281202", "00281222"],
+  ["Blue", "00281103", "00281203", "00281223"],
+] as const;
+
+/** Write a tag as PS3.6 does: "00281201" gives "(0028,1201)". */
+function tagName(tag: string): string {
+  return `(${tag.slice(0, 4)},${tag.slice(4)})`;
+}
+
+function base64Bytes(encoded: string): Uint8Array {
+  return Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0));
+}
+
+/**
+ * Read little-endian 16-bit words, the byte order of OW values in the DICOM
+ * JSON of a little-endian file.
+ */
+function words(bytes: Uint8Array): number[] {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return Array.from({ length: bytes.byteLength >> 1 }, (_, i) => view.getUint16(2 * i, true));
+}
+
+/**
+ * Expand a segmented palette table (PS3.3 C.7.9.2): discrete segments (type
+ * 0) give their values, linear segments (type 1) run from the last value to
+ * theirs. Indirect segments (type 2) are not expanded.
+ */
+function expandSegmented(data: number[], colour: string): number[] {
+  const table: number[] = [];
+  let offset = 0;
+  // `offset + 1`: the data may end in a padding value.
+  while (offset + 1 < data.length) {
+    const type = data[offset];
+    const length = data[offset + 1];
+    offset += 2;
+    if (type === 0) {
+      for (const value of data.slice(offset, offset + length)) {
+        table.push(value);
+      }
+      offset += length;
+    } else if (type === 1 && table.length) {
+      const from = table[table.length - 1];
+      const to = data[offset++];
+      for (let i = 1; i <= length; i++) {
+        table.push(Math.round(from + ((to - from) * i) / length));
+      }
+    } else {
+      const name = `its Segmented ${colour} Palette Color Lookup Table Data`;
+      if (type === 2) {
+        throw new Error(`${name} has an indirect segment, which the viewer cannot expand`);
+      }
+      if (type === 1) {
+        throw new Error(`${name} is invalid: it starts with a linear segment`);
+      }
+      throw new Error(`${name} is invalid: it has a segment of unknown type ${type}`);
+    }
+  }
+  return table;
+}
+
+/** Return one palette colour table as numbers, or throw saying why there is none. */
+function paletteTable(ds: DicomJson, [colour, descriptorTag, dataTag, segmentedTag]: (typeof PALETTE)[number]): number[] {
+  const descriptor = numbers(ds, descriptorTag);
+  if (descriptor.length !== 3) {
+    throw new Error(
+      `its ${colour} Palette Color Lookup Table Descriptor ${tagName(descriptorTag)} is missing`,
+    );
+  }
+  const entries = descriptor[0] || 65536;
+  const plain = ds[dataTag];
+  const segmented = ds[segmentedTag];
+  if (plain?.InlineBinary) {
+    const bytes = base64Bytes(plain.InlineBinary);
+    // 8-bit entries come one a byte or one a 16-bit word. The length shows
+    // which, as in pydicom's apply_color_lut.
+    return bytes.byteLength === entries ? Array.from(bytes) : words(bytes);
+  }
+  if (segmented?.InlineBinary) {
+    const bytes = base64Bytes(segmented.InlineBinary);
+    return expandSegmented(descriptor[2] === 8 ? Array.from(bytes) : words(bytes), colour);
+  }
+  if (plain?.BulkDataURI || segmented?.BulkDataURI) {
+    throw new Error(
+      `its ${colour} Palette Color Lookup Table Data was sent as bulk data, which the viewer does not fetch`,
+    );
+  }
+  throw new Error(
+    `its ${colour} Palette Color Lookup Table Data ${tagName(dataTag)} or ${tagName(segmentedTag)} is missing`,
+  );
+}
+
+/**
+ * Return an instance's metadata in the form Cornerstone's WADO-RS loader
+ * needs, or say why the viewer cannot draw the image.
+ *
+ * The loader (@cornerstonejs/dicom-image-loader 4.22) reads values from
+ * `Value` only and takes two things for granted. When either is missing it
+ * throws where the viewer cannot catch it (seen in Chromium): the image never
+ * loads and no error reaches the viewer.
+ * - (0008,0060) Modality. For an image without (0020,0037) Image Orientation
+ *   (Patient) the loader calls Modality.includes(). An absent or empty
+ *   Modality is given as an empty string.
+ * - The palette colour tables of a PALETTE COLOR image. They are OW, which
+ *   DICOM JSON carries as InlineBinary, never as Value, and the loader does
+ *   not read segmented tables at all. Both kinds are decoded into the numbers
+ *   it reads from (0028,1201-1203).
+ */
+export function loaderMetadata(ds: DicomJson): { metadata: DicomJson; problem: string } {
+  const metadata: DicomJson = { ...ds };
+  if (!text(ds, TAG.Modality)) {
+    metadata[TAG.Modality] = { vr: "CS", Value: [""] };
+  }
+  if (text(ds, TAG.PhotometricInterpretation) === "PALETTE COLOR") {
+    try {
+      for (const colour of PALETTE) {
+        metadata[colour[2]] = { vr: "US", Value: paletteTable(ds, colour) };
+      }
+    } catch (error) {
+      return { metadata, problem: error instanceof Error ? error.message : String(error) };
+    }
+  }
+  return { metadata, problem: "" };
+}
+
 export function studyMetadataUrl(root: string, studyUID: string): string {
   return `${root}/studies/${studyUID}/metadata`;
 }
@@ -204,11 +350,22 @@ export function buildStudy(
   instances: DicomJson[],
 ): StudyModel {
   const bySeries = new Map<string, SeriesRef>();
+  const unshowable: UnshowableImage[] = [];
   for (const ds of instances) {
     const rows = num(ds, TAG.Rows) ?? 0;
     const columns = num(ds, TAG.Columns) ?? 0;
     if (!rows || !columns) {
       continue; // Not an image (a report, a presentation state...).
+    }
+    const { metadata, problem } = loaderMetadata(ds);
+    if (problem) {
+      unshowable.push({
+        sopInstanceUID: text(ds, TAG.SOPInstanceUID),
+        instanceNumber: num(ds, TAG.InstanceNumber),
+        modality: text(ds, TAG.Modality),
+        reason: problem,
+      });
+      continue;
     }
     const seriesUID = text(ds, TAG.SeriesInstanceUID);
     let series = bySeries.get(seriesUID);
@@ -235,7 +392,7 @@ export function buildStudy(
       imageIds.push(`wadors:${base}/frames/${frame}`);
     }
     // Registered under frame 1; the loader derives the other frames from it.
-    wadors.metaDataManager.add(imageIds[0], ds as never);
+    wadors.metaDataManager.add(imageIds[0], metadata as never);
     // Cornerstone's WADO-RS metadata takes no Imager Pixel Spacing and marks a
     // radiograph without patient orientation as uncalibrated; give it the
     // spacing to measure with (scale 1: lengths in millimetres).
@@ -270,7 +427,7 @@ export function buildStudy(
     s.images.sort((a, b) => (a.instanceNumber ?? 0) - (b.instanceNumber ?? 0));
   }
   series.sort((a, b) => (a.seriesNumber ?? 0) - (b.seriesNumber ?? 0));
-  return { studyInstanceUID: studyUID, series, metadataUrl };
+  return { studyInstanceUID: studyUID, series, unshowable, metadataUrl };
 }
 
 /** Every frame URL of a study: what must be stored for it to open offline. */

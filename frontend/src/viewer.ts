@@ -45,6 +45,7 @@ import {
   type ImageRef,
   type SeriesRef,
   type StudyModel,
+  type UnshowableImage,
 } from "./study";
 import { warmUpDecoder } from "./warm-decoder";
 
@@ -1078,6 +1079,20 @@ function mb(bytes: number): string {
   return `${(bytes / 1024 ** 2).toFixed(1)} MB`;
 }
 
+/** Return an error naming images the viewer cannot draw, why, and where to see them. */
+function unshowableMessage(config: ViewerConfig, images: UnshowableImage[]): string {
+  const reasons = images.map((image) => {
+    const number = image.instanceNumber === null ? "" : ` ${image.instanceNumber}`;
+    const kind = image.modality ? `${image.modality} image` : "Image";
+    return `${kind}${number} (SOP Instance UID ${image.sopInstanceUID}) cannot be shown here: ${image.reason}.`;
+  });
+  const names = config.externalViewers.map((viewer) => viewer.name);
+  const where = names.length
+    ? `open the study in ${names.join(" or ")} under Open elsewhere`
+    : "open the study in a desktop DICOM viewer";
+  return `${reasons.join(" ")} To see ${images.length === 1 ? "it" : "them"}, ${where}.`;
+}
+
 function showError(error: unknown): void {
   const message = error instanceof Error ? error.message : String(error);
   state.error = message;
@@ -1315,6 +1330,10 @@ async function start(): Promise<void> {
   setStatus("Loading the study…");
   state.study = await studyLoaded;
   mark("metadata");
+  if (state.study.unshowable.length) {
+    // Name the images the viewer cannot draw, with what to do. The others still open.
+    showError(unshowableMessage(config, state.study.unshowable));
+  }
   if (!state.study.series.length) {
     throw new Error(`study ${uid} has no images that the viewer can show`);
   }
