@@ -396,3 +396,40 @@ def test_vocabulary_is_editable_by_admins_only(
         json={"key": "keratoma", "display": "Keratoma", "scheme": "local"},
     )
     assert added.status_code == 201, added.text
+
+
+def test_late_image_requeues_study_for_addendum(
+    reader: LoggedInClient,
+    api_case: ReadingCase,
+    database: Database,
+    settings: Settings,
+) -> None:
+    from tests.reporting.test_reporting_service import TestImagesAfterReport
+
+    study_id = api_case.study.id
+    report_id = _draft(reader, api_case)
+    assert reader.post(f"/api/v1/reports/{report_id}/sign").status_code == 200
+    assert reader.get("/api/v1/reading-queue").json() == []
+
+    with database.session() as db_session:
+        TestImagesAfterReport()._late_image(db_session, settings, api_case)
+
+    (item,) = reader.get("/api/v1/reading-queue").json()
+    assert item["study_id"] == study_id
+    assert item["images_after_report"] == 1
+    page = reader.get("/reading")
+    assert "1 new image since sign-off" in page.text
+    assert "Claim and write addendum" in page.text
+
+    claimed = reader.post(
+        f"/reading/studies/{study_id}/claim",
+        data={"csrf_token": reader.csrf_token},
+        follow_redirects=False,
+    )
+    assert claimed.status_code == 303, claimed.text
+    addendum_id = int(claimed.headers["location"].split("/")[2])
+    addendum = reader.get(f"/api/v1/reports/{addendum_id}").json()
+    assert addendum["kind"] == "addendum"
+    assert addendum["status"] == "draft"
+    (item,) = reader.get("/api/v1/reading-queue").json()
+    assert item["report_id"] == addendum_id

@@ -579,6 +579,48 @@ class TestImagesAfterReport:
         assert self._summary(db_session, case).images_after_report == 0
 
 
+def test_queue_lists_late_images_until_addendum(
+    db_session: Session, settings: Settings, case: ReadingCase
+) -> None:
+    def queued() -> list[service.QueueItem]:
+        db_session.flush()
+        return [
+            item
+            for item in service.reading_queue(db_session)
+            if item.study.id == case.study.id
+        ]
+
+    report = _draft(db_session, case, _content(NAVICULAR))
+    _sign(db_session, case, report.id)
+    assert queued() == []
+
+    TestImagesAfterReport()._late_image(db_session, settings, case)
+    (item,) = queued()
+    assert item.images_after_report == 1
+    assert item.report is None
+    assert item.waiting_since > case.study.received_at, "waits from the late image"
+
+    # Claiming from the queue starts an addendum to the signed report.
+    addendum = service.open_or_create_report(
+        db_session, reader_actor(case.radiologist), case.radiologist, case.study.id
+    )
+    assert addendum.kind == ReportKind.ADDENDUM
+    assert addendum.supersedes_id == report.id
+    (item,) = queued()
+    assert item.report is not None
+    assert item.report.id == addendum.id
+
+    service.update_report(
+        db_session,
+        reader_actor(case.radiologist),
+        case.radiologist,
+        addendum.id,
+        ReportContentIn(impression="Late lateromedial view: no change."),
+    )
+    _sign(db_session, case, addendum.id)
+    assert queued() == []
+
+
 def test_chart_shows_images_after_report(
     db_session: Session,
     settings: Settings,

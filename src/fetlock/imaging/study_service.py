@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from fetlock.db.base import utcnow
@@ -223,33 +223,43 @@ def summarise(db_session: Session, studies: Sequence[Study]) -> list[StudySummar
 
 
 def _images_after_report(db_session: Session, study_ids: list[int]) -> dict[int, int]:
-    """Count, per study, the images stored after its last report was signed.
+    """Count, per study, the images stored after its last report was signed."""
+    rows = db_session.execute(late_images(study_ids)).all()
+    return {row.study_id: int(row.images) for row in rows}
 
-    Objects without pixels (presentation states, key-object selections,
-    reports) carry no (0028,0010) Rows and are not counted.
+
+def late_images(
+    study_ids: Sequence[int] | None = None,
+) -> Select[int, int, dt.datetime]:
+    """Select the studies with images stored after their last signed report.
+
+    Each row has ``study_id``, ``images`` (how many) and
+    ``first_received_at``. A signed addendum moves the cut-off, so the images before it
+    no longer count. Objects without pixels (presentation states,
+    key-object selections, reports) carry no (0028,0010) Rows and are not
+    counted.
     """
     from fetlock.reporting.models import Report, ReportStatus
 
-    last_signed = (
-        select(Report.study_id, func.max(Report.signed_at).label("signed_at"))
-        .where(
-            Report.study_id.in_(study_ids),
-            Report.status == ReportStatus.FINAL,
-            Report.signed_at.is_not(None),
+    signed = select(
+        Report.study_id, func.max(Report.signed_at).label("signed_at")
+    ).where(Report.status == ReportStatus.FINAL, Report.signed_at.is_not(None))
+    if study_ids is not None:
+        signed = signed.where(Report.study_id.in_(study_ids))
+    last_signed = signed.group_by(Report.study_id).subquery()
+    return (
+        select(
+            Instance.study_id.label("study_id"),
+            func.count(Instance.id).label("images"),
+            func.min(Instance.received_at).label("first_received_at"),
         )
-        .group_by(Report.study_id)
-        .subquery()
-    )
-    rows = db_session.execute(
-        select(Instance.study_id, func.count(Instance.id))
         .join(last_signed, last_signed.c.study_id == Instance.study_id)
         .where(
             Instance.received_at > last_signed.c.signed_at,
             Instance.rows.is_not(None),
         )
         .group_by(Instance.study_id)
-    ).all()
-    return {study_id: int(count) for study_id, count in rows}
+    )
 
 
 def studies_for_horse(db_session: Session, horse_id: int) -> list[Study]:

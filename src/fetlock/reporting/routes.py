@@ -487,6 +487,7 @@ def _queue_out(item: service.QueueItem) -> QueueItemOut:
         claimed_by=item.claimed_by.full_name if item.claimed_by else None,
         report_id=item.report.id if item.report else None,
         report_status=item.report.status if item.report else None,
+        images_after_report=item.images_after_report,
     )
 
 

@@ -136,6 +136,9 @@ class QueueItemOut(BaseModel):
     claimed_by: str | None
     report_id: int | None
     report_status: str | None
+    images_after_report: int = Field(
+        description="Images stored after the last signed report; an addendum is due."
+    )
 
 
 class ClaimOut(BaseModel):

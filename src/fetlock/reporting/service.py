@@ -31,6 +31,7 @@ from fetlock.auth.models import Role, User
 from fetlock.db.base import utcnow
 from fetlock.imaging.models import ImagingOrder, OrderStatus
 from fetlock.imaging.study_models import Instance, Series, Study
+from fetlock.imaging.study_service import late_images
 from fetlock.practice.models import Horse
 from fetlock.reporting import search, vocabulary
 from fetlock.reporting.models import (
@@ -193,6 +194,9 @@ class QueueItem:
     requesting_clinician: User | None
     claimed_by: User | None
     report: Report | None
+    # Images stored after the study's last signed report: the study is back
+    # in the queue for an addendum.
+    images_after_report: int = 0
 
 
 def reading_queue(
@@ -202,7 +206,12 @@ def reading_queue(
     clinician_id: int | None = None,
     limit: int = 200,
 ) -> list[QueueItem]:
-    """Studies linked to a horse with no final report, by priority then age."""
+    """Studies linked to a horse that await a report, by priority then age.
+
+    A study awaits a report until one is signed, and again once images arrive
+    after the last signed version, until an addendum is signed. Such a study
+    waits from its first late image.
+    """
     has_final = exists().where(
         Report.study_id == Study.id, Report.status == ReportStatus.FINAL
     )
@@ -210,10 +219,16 @@ def reading_queue(
         *((ImagingOrder.priority == p, r) for p, r in PRIORITY_RANK.items()),
         else_=PRIORITY_RANK["ROUTINE"],
     )
+    late = late_images().subquery()
+    waiting_since = func.coalesce(late.c.first_received_at, Study.received_at)
     query = (
-        select(Study, ImagingOrder)
+        select(Study, ImagingOrder, late.c.images, waiting_since.label("since"))
         .outerjoin(ImagingOrder, Study.order_id == ImagingOrder.id)
-        .where(Study.horse_id.is_not(None), ~has_final)
+        .outerjoin(late, late.c.study_id == Study.id)
+        .where(
+            Study.horse_id.is_not(None),
+            or_(~has_final, late.c.study_id.is_not(None)),
+        )
     )
     if modality:
         query = query.where(
@@ -227,10 +242,10 @@ def reading_queue(
     if clinician_id is not None:
         query = query.where(ImagingOrder.requesting_clinician_id == clinician_id)
     rows = db_session.execute(
-        query.order_by(rank, Study.received_at, Study.id).limit(limit)
+        query.order_by(rank, waiting_since, Study.id).limit(limit)
     ).all()
 
-    study_ids = [study.id for study, _ in rows]
+    study_ids = [row.Study.id for row in rows]
     claims = {
         c.study_id: c
         for c in db_session.execute(
@@ -254,7 +269,7 @@ def reading_queue(
         ).all()
     )
     items = []
-    for study, order in rows:
+    for study, order, late_count, since in rows:
         claim = claims.get(study.id)
         items.append(
             QueueItem(
@@ -264,12 +279,13 @@ def reading_queue(
                 modality=(order.modality if order else None)
                 or modalities.get(study.id),
                 priority=(order.priority if order else None) or "ROUTINE",
-                waiting_since=study.received_at,
+                waiting_since=since,
                 requesting_clinician=(
                     _user(db_session, order.requesting_clinician_id) if order else None
                 ),
                 claimed_by=_user(db_session, claim.user_id) if claim else None,
                 report=open_reports.get(study.id),
+                images_after_report=int(late_count or 0),
             )
         )
     return items
@@ -442,10 +458,17 @@ def create_report(
 def open_or_create_report(
     db_session: Session, actor: audit.Actor, user: User, study_id: int
 ) -> Report:
-    """The study's report being written, or a new draft when there is none."""
+    """Return the study's report being written, or start one.
+
+    A study with a signed report gets an addendum to it, as when images
+    arrived after sign-off.
+    """
     existing = open_report_for_study(db_session, study_id)
     if existing is not None:
         return existing
+    final = _current_final(db_session, study_id)
+    if final is not None:
+        return start_follow_up(db_session, actor, user, final.id, ReportKind.ADDENDUM)
     return create_report(db_session, actor, user, study_id)
 
 
