@@ -234,8 +234,8 @@ def late_images(
     """Select the studies with images stored after their last signed report.
 
     Each row has ``study_id``, ``images`` (how many) and
-    ``first_received_at``. A signed addendum moves the cut-off, so the images before it
-    no longer count. Objects without pixels (presentation states,
+    ``first_received_at``. A signed addendum moves the cut-off, so the images
+    before it no longer count. Objects without pixels (presentation states,
     key-object selections, reports) carry no (0028,0010) Rows and are not
     counted.
     """
