@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import re
 from pathlib import Path
 
 from pypdf import PdfReader
@@ -96,3 +98,24 @@ def test_blank_settings_fall_back_to_the_default_name(tmp_path: Path) -> None:
 
     assert letterhead.name == "Fetlock Equine Practice"
     assert letterhead.contact == ""
+
+
+def test_wrapped_text_is_not_justified(tmp_path: Path) -> None:
+    # A long word pushed to the next line leaves a short first line, which
+    # justification would stretch with wide gaps between its words.
+    document = dataclasses.replace(
+        _document(Settings(data_dir=tmp_path)),
+        impression=(
+            "Moderate remodelling of the distal border of the navicular bone "
+            "with enlarged synovial invaginations and "
+            "osteochondrosisdissecansofthelateraltrochlearridge noted."
+        ),
+    )
+    page = PdfReader(io.BytesIO(render_report_pdf(document))).pages[0]
+    content = page.get_contents()
+    assert content is not None
+    stream = content.get_data().decode("latin-1")
+
+    # fpdf2 writes a justified line as a TJ array with spacing between words.
+    assert re.search(r"\)\s*-?\d+(\.\d+)?\s*\(", stream) is None
+    assert "osteochondrosisdissecans" in _text(render_report_pdf(document))

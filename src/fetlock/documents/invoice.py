@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fpdf import FPDF
-from fpdf.enums import XPos, YPos
+from fpdf.enums import Align, XPos, YPos
 
 DEJAVU_PATHS = (
     Path("/usr/share/fonts/truetype/dejavu"),
@@ -118,7 +118,12 @@ class _Pdf(FPDF):
     def line_of(self, text: str, *, size: float = 10, bold: bool = False) -> None:
         self.set_font(self.family, "B" if bold else "", size)
         self.multi_cell(
-            0, size * 0.5, self.text_for_font(text), new_x=XPos.LMARGIN, new_y=YPos.NEXT
+            0,
+            size * 0.5,
+            self.text_for_font(text),
+            align=Align.L,
+            new_x=XPos.LMARGIN,
+            new_y=YPos.NEXT,
         )
 
     def footer(self) -> None:

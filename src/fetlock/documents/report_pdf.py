@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fpdf import FPDF
-from fpdf.enums import XPos, YPos
+from fpdf.enums import Align, XPos, YPos
 from fpdf.fonts import FontFace
 
 from fetlock.config import DEFAULT_PRACTICE_NAME, Settings
@@ -168,13 +168,20 @@ class _ReportPdf(FPDF):
         letterhead = self.document.letterhead
         self.set_font(self.family, "B", 14)
         self.multi_cell(
-            0, 7, self.t(letterhead.name), new_x=XPos.LMARGIN, new_y=YPos.NEXT
+            0,
+            7,
+            self.t(letterhead.name),
+            align=Align.L,
+            new_x=XPos.LMARGIN,
+            new_y=YPos.NEXT,
         )
         self.set_font(self.family, "", 8.5)
         # Lines past the limit would make the header taller than the page.
         lines = [*letterhead.address_lines, letterhead.contact]
         for line in [line for line in lines if line][:LETTERHEAD_LINES_MAX]:
-            self.multi_cell(0, 4, self.t(line), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            self.multi_cell(
+                0, 4, self.t(line), align=Align.L, new_x=XPos.LMARGIN, new_y=YPos.NEXT
+            )
         self.set_draw_color(39, 65, 58)
         self.set_line_width(0.6)
         self.line(
@@ -209,7 +216,12 @@ class _ReportPdf(FPDF):
     def paragraph(self, text: str) -> None:
         self.set_font(self.family, "", 10)
         self.multi_cell(
-            0, 5, self.t(text.strip() or "—"), new_x=XPos.LMARGIN, new_y=YPos.NEXT
+            0,
+            5,
+            self.t(text.strip() or "—"),
+            align=Align.L,
+            new_x=XPos.LMARGIN,
+            new_y=YPos.NEXT,
         )
 
     def pairs(self, rows: Sequence[tuple[str, str]], x: float, width: float) -> float:
@@ -224,6 +236,7 @@ class _ReportPdf(FPDF):
                 width - 30,
                 4.8,
                 self.t(value or "—"),
+                align=Align.L,
                 new_x=XPos.LMARGIN,
                 new_y=YPos.NEXT,
             )
@@ -239,11 +252,15 @@ def render_report_pdf(document: ReportDocument) -> bytes:
 
     # Title and status.
     pdf.set_font(pdf.family, "B", 15)
-    pdf.multi_cell(0, 7, pdf.t(document.title), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.multi_cell(
+        0, 7, pdf.t(document.title), align=Align.L, new_x=XPos.LMARGIN, new_y=YPos.NEXT
+    )
     pdf.set_font(pdf.family, "", 9.5)
     pdf.cell(0, 5, pdf.t(document.status_line), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     for note in document.notes:
-        pdf.multi_cell(0, 5, pdf.t(note), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.multi_cell(
+            0, 5, pdf.t(note), align=Align.L, new_x=XPos.LMARGIN, new_y=YPos.NEXT
+        )
     pdf.ln(2)
 
     # Identity: horse and owner on the left, study on the right.
