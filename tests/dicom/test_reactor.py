@@ -6,16 +6,25 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import pydicom
 import pytest
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    CTImageStorage,
+    Verification,
+)
+from sqlalchemy import select
 from tests.imaging_testdata import DR_STATION, EquinePractice
+from tests.ingest.builders import write_instance
 
 from fetlock.dicom import server as dicom_server
 from fetlock.dicom.reactor import EventDrivenAssociation, EventDrivenDUL
 from fetlock.dicom.server import DicomService
+from fetlock.imaging.study_models import Instance
 
 # Functional deadline for an association to wind down, not a speed target:
 # on an idle machine each takes a few milliseconds.
@@ -207,3 +216,50 @@ def test_stop_aborts_associations_left_open(
     assert wait_until(lambda: not accepted[0].is_alive())
     assert wait_until(lambda: idle.is_aborted)
     assert not acceptor_threads()
+
+
+def test_stop_finishes_store_in_progress(
+    monkeypatch: pytest.MonkeyPatch,
+    scp_settings: dicom_server.Settings,
+    database: dicom_server.Database,
+    practice: EquinePractice,
+    tmp_path: Path,
+) -> None:
+    from fetlock.dicom import storage
+
+    monkeypatch.setattr(dicom_server, "STOP_GRACE_S", 0.2)
+    storing = threading.Event()
+    real_store = storage.store_instance
+
+    def slow_store(*args: Any, **kwargs: Any) -> Any:
+        # Holds the object in the handler while the service is told to stop.
+        storing.set()
+        time.sleep(1.0)
+        return real_store(*args, **kwargs)
+
+    monkeypatch.setattr(storage, "store_instance", slow_store)
+    service = DicomService(scp_settings, database)
+    service.start()
+    path = write_instance(tmp_path / "ct.dcm")
+    ds = pydicom.dcmread(path)
+    ae = AE(ae_title=DR_STATION)
+    ae.add_requested_context(CTImageStorage)
+    modality = ae.associate("127.0.0.1", service.port, ae_title="FETLOCK")
+    assert modality.is_established
+    statuses: list[Any] = []
+    sender = threading.Thread(target=lambda: statuses.append(modality.send_c_store(ds)))
+    sender.start()
+
+    assert storing.wait(WIND_DOWN_S)
+    service.stop()
+    sender.join(WIND_DOWN_S)
+
+    # What was stored is acknowledged before the association is aborted.
+    (status,) = statuses
+    assert int(status.Status) == 0x0000
+    with database.session() as db_session:
+        stored = db_session.execute(
+            select(Instance).where(Instance.sop_instance_uid == ds.SOPInstanceUID)
+        ).scalar_one_or_none()
+    assert stored is not None
+    assert wait_until(lambda: modality.is_aborted)
