@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -251,3 +252,75 @@ def _counts(database: Database) -> dict[str, int]:
             name: session.execute(select(func.count()).select_from(model)).scalar_one()
             for name, model in models.items()
         }
+
+
+class TestSetupErrors:
+    """Commands that cannot run as configured print the fix, not a traceback."""
+
+    def _env(self, tmp_path: Path, **extra: str) -> dict[str, str]:
+        data = tmp_path / "fresh"
+        data.mkdir(exist_ok=True)
+        return {
+            **os.environ,
+            "FETLOCK_DATA_DIR": str(data),
+            "FETLOCK_DATABASE_URL": f"sqlite:///{data / 'fetlock.sqlite3'}",
+            "FETLOCK_SECRET_KEY": "cli-test-secret",
+            **extra,
+        }
+
+    def _run(self, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*_fetlock(), *args], env=env, capture_output=True, text=True, timeout=60
+        )
+
+    def test_serve_on_empty_database_says_to_upgrade(self, tmp_path: Path) -> None:
+        result = self._run(self._env(tmp_path), "serve", "--port", "0")
+
+        assert result.returncode == 1
+        assert "has no Fetlock tables" in result.stderr
+        assert "fetlock db upgrade" in result.stderr
+        assert "Traceback" not in result.stderr
+
+    def test_audit_verify_on_empty_database(self, tmp_path: Path) -> None:
+        result = self._run(self._env(tmp_path), "audit", "verify")
+
+        assert result.returncode == 1
+        assert "has no Fetlock tables" in result.stderr
+        assert "Traceback" not in result.stderr
+
+    def test_older_schema_is_named(self, tmp_path: Path) -> None:
+        from fetlock.db.migrate import schema_problem, upgrade
+
+        url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+        upgrade(url, "0001")
+        database = Database(url)
+        try:
+            problem = schema_problem(database)
+            assert problem is not None
+            assert "older than this Fetlock" in problem
+            upgrade(url)
+            assert schema_problem(database) is None
+        finally:
+            database.dispose()
+
+    @pytest.mark.parametrize(
+        ("option", "setting"),
+        [("--dicom-port", "FETLOCK_DICOM_PORT"), ("--port", "FETLOCK_HTTP_PORT")],
+    )
+    def test_serve_on_taken_port_names_setting(
+        self, tmp_path: Path, option: str, setting: str
+    ) -> None:
+        env = self._env(tmp_path)
+        assert self._run(env, "db", "upgrade").returncode == 0
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            # The other listener on port 0, which is always free.
+            other = "--port" if option == "--dicom-port" else "--dicom-port"
+            result = self._run(env, "serve", option, str(port), other, "0")
+
+        assert result.returncode == 1
+        assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+        assert setting in result.stderr
+        assert "Traceback" not in result.stderr

@@ -33,7 +33,16 @@ app.add_typer(audit_app, name="audit")
 
 
 def _database(settings: Settings) -> Database:
-    return Database(settings.effective_database_url)
+    from fetlock.server import SetupError, check_database
+
+    database = Database(settings.effective_database_url)
+    try:
+        check_database(database)
+    except SetupError as exc:
+        database.dispose()
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    return database
 
 
 @app.callback()
@@ -80,7 +89,7 @@ def serve(
     ] = False,
 ) -> None:
     """Run the web application, the DICOM service and the job worker."""
-    from fetlock.server import run_server
+    from fetlock.server import SetupError, run_server
 
     settings = get_settings()
     updates: dict[str, object] = {}
@@ -94,7 +103,11 @@ def serve(
         updates["dicom_enabled"] = False
     if updates:
         settings = settings.model_copy(update=updates)
-    run_server(settings)
+    try:
+        run_server(settings)
+    except SetupError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 @app.command()

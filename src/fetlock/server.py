@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 from types import FrameType
 from typing import Protocol
 
@@ -42,6 +43,36 @@ def build_background_services(
     return services
 
 
+class SetupError(RuntimeError):
+    """A setting or database that stops Fetlock from starting, with the fix."""
+
+
+def check_database(database: Database) -> None:
+    """Raise ``SetupError`` unless the database has this Fetlock's tables."""
+    from fetlock.db.migrate import schema_problem
+
+    problem = schema_problem(database)
+    if problem is not None:
+        where = database.url.render_as_string(hide_password=True)
+        raise SetupError(f"the database {where} {problem}")
+
+
+def check_port_free(host: str, port: int, setting: str) -> None:
+    """Raise ``SetupError`` if ``host``:``port`` cannot be listened on."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the listeners do, so that a port left in TIME_WAIT counts as free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise SetupError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); stop the program "
+                f"using that port, or set {setting} to a free port"
+            ) from exc
+
+
 def _note_signal(signum: int, _frame: FrameType | None) -> None:
     # uvicorn handles SIGINT and SIGTERM while it runs, then raises the signal
     # again after its shutdown. This handler receives that repeat, so that
@@ -73,6 +104,16 @@ def run_server(settings: Settings) -> None:
     logger.info("Fetlock %s starting", __version__)
     logger.info("effective settings: %s", settings.masked())
     database = Database(settings.effective_database_url)
+    try:
+        check_database(database)
+        check_port_free(settings.http_host, settings.http_port, "FETLOCK_HTTP_PORT")
+        if settings.dicom_enabled:
+            check_port_free(
+                settings.dicom_host, settings.dicom_port, "FETLOCK_DICOM_PORT"
+            )
+    except SetupError:
+        database.dispose()
+        raise
     seed_reference_data(database)
     services = build_background_services(settings, database)
     started: list[BackgroundService] = []
