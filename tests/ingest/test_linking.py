@@ -254,6 +254,31 @@ def test_staff_attach_a_queued_study_and_the_chart_shows_it(
     assert "Nothing waits" in tech.get("/imaging/reconcile").text
 
 
+def test_viewer_link_only_for_roles_that_can_view(
+    database: Database,
+    blobs: LocalBlobStore,
+    make_instance: MakeInstance,
+    clinic: Clinic,
+    login_as,  # type: ignore[no-untyped-def]
+) -> None:
+    path = make_instance(AccessionNumber="", PatientID="PLATE-8")
+    store_instance(database, path, blobs=blobs, actor=MODALITY)
+    study = _study(database)
+    viewer_link = f'href="/viewer/studies/{study.study_instance_uid}"'
+
+    # Reception reconciles studies but may not open images (403 in the viewer).
+    reception = login_as(Role.RECEPTION)
+    detail = reception.get(f"/imaging/reconcile/{study.id}")
+    assert detail.status_code == 200
+    assert viewer_link not in detail.text
+    assert (
+        reception.get(f"/viewer/studies/{study.study_instance_uid}").status_code == 403
+    )
+
+    tech = login_as(Role.TECHNICIAN)
+    assert viewer_link in tech.get(f"/imaging/reconcile/{study.id}").text
+
+
 def test_attach_to_an_order_of_another_horse_is_refused_naming_the_field(
     database: Database,
     blobs: LocalBlobStore,
