@@ -64,10 +64,10 @@ class Settings(BaseSettings):
     codec_process: bool = Field(
         default=True,
         description=(
-            "Decode and encode images for jobs (thumbnails, JPEG-LS copies) in a "
-            "child process, so the codecs do not hold up DICOM and web requests. "
-            "False runs them in the worker's own process and saves the child's "
-            "memory."
+            "Decode and encode images for jobs (thumbnails, JPEG-LS copies) and "
+            "rendered images in a child process, so the codecs do not hold up "
+            "DICOM and web requests. False runs them in the server's own process "
+            "and saves the child's memory."
         ),
     )
     dicom_log_datasets: bool = Field(

@@ -355,6 +355,24 @@ class TestThumbnails:
         assert whole.size == (256, 256)
         assert frame.format == "PNG"
 
+    def test_instance_thumbnail_is_kept_for_next_request(
+        self, archive: Archive
+    ) -> None:
+        from fetlock.imaging.jobs import thumbnail_blob_key
+
+        study = archive.studies[0]
+        instance = study.by_source("MR_small.dcm")
+        key = thumbnail_blob_key(study.study_uid, instance.sop_uid)
+        archive.blobs.delete(key)
+
+        first = get(archive, instance_path(instance) + "/thumbnail")
+
+        assert archive.blobs.exists(key)
+        with archive.blobs.open(key) as kept:
+            assert kept.read() == first.content
+        second = get(archive, instance_path(instance) + "/thumbnail")
+        assert second.content == first.content
+
 
 class TestCors:
     def test_allowed_origin_gets_headers(self, archive: Archive) -> None:

@@ -50,6 +50,7 @@ from fetlock.imaging.rendering import (
     render_thumbnail,
 )
 from fetlock.imaging.study_models import Instance
+from fetlock.jobs import codec_process
 from fetlock.storage import BlobStore, get_blob_store
 from fetlock.web.deps import get_database, get_db_session, get_settings
 from fetlock.web.errors import DomainError, NotFound
@@ -694,7 +695,11 @@ def _render(
     path = blobs.local_path(row.blob_key)
     try:
         if path is not None:
-            return render_frame(path, frame, window=window, max_size=max_size, fmt=fmt)
+            # In the codec process: decoding a large JPEG 2000 holds the GIL
+            # for seconds, which would stall every other request meanwhile.
+            return codec_process.run(
+                render_frame, path, frame, window=window, max_size=max_size, fmt=fmt
+            )
         with blobs.open(row.blob_key) as stream:
             return render_frame(
                 stream, frame, window=window, max_size=max_size, fmt=fmt
@@ -826,10 +831,14 @@ def _thumbnail(
             return _image_response(stream.read(), fmt)
     path = blobs.local_path(row.blob_key)
     if path is not None:
-        data = render_thumbnail(path, size or THUMBNAIL_SIZE)
+        data = codec_process.run(render_thumbnail, path, size or THUMBNAIL_SIZE)
     else:
         with blobs.open(row.blob_key) as stream:
             data = render_thumbnail(stream, size or THUMBNAIL_SIZE)
+    if size in (None, THUMBNAIL_SIZE):
+        # Kept where the chart thumbnail job would put it, so that the study
+        # page's next visit does not decode the image again.
+        blobs.put_bytes(cache_key, data)
     if fmt == "png":
         from io import BytesIO
 
