@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.connection
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -111,6 +113,18 @@ def _init_child(level: int) -> None:
     from fetlock.logs import configure_logging
 
     configure_logging(logging.getLevelName(level))
+    # A pool's child waits on a queue whose writing end it holds itself, so
+    # it would outlive a parent killed with SIGKILL. Watch the parent instead.
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(
+            target=_exit_with, args=(parent.sentinel,), daemon=True
+        ).start()
+
+
+def _exit_with(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])
+    os._exit(0)
 
 
 def _preload() -> None:
