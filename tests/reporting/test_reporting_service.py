@@ -621,6 +621,48 @@ def test_queue_lists_late_images_until_addendum(
     assert queued() == []
 
 
+def test_late_outside_report_keeps_addendum_due(
+    db_session: Session, settings: Settings, case: ReadingCase
+) -> None:
+    import io
+
+    from tests.reporting.conftest import dicom_text_sr
+
+    from fetlock.audit.service import Actor
+    from fetlock.imaging.ingest import store_instance
+    from fetlock.storage import get_blob_store
+
+    report = _draft(db_session, case, _content(NAVICULAR))
+    _sign(db_session, case, report.id)
+    TestImagesAfterReport()._late_image(db_session, settings, case)
+
+    # A report from elsewhere arrives after the late image; its time is when
+    # it was received, not a sign-off that covers the image.
+    outside = dicom_text_sr(
+        case.study.study_instance_uid,
+        case.order.accession_number,
+        {"Impression": "Second opinion: no change."},
+    )
+    result = store_instance(
+        db_session,
+        io.BytesIO(outside),
+        blobs=get_blob_store(settings),
+        actor=Actor(name="modality", source_ae_title="DR_STALL1"),
+    )
+    assert result.status == "stored", result.reason
+    db_session.flush()
+
+    (item,) = [
+        i for i in service.reading_queue(db_session) if i.study.id == case.study.id
+    ]
+    assert item.images_after_report == 1
+    addendum = service.open_or_create_report(
+        db_session, reader_actor(case.radiologist), case.radiologist, case.study.id
+    )
+    assert addendum.kind == ReportKind.ADDENDUM
+    assert addendum.supersedes_id == report.id, "follows the Fetlock report"
+
+
 def test_chart_shows_images_after_report(
     db_session: Session,
     settings: Settings,

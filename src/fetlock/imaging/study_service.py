@@ -239,11 +239,17 @@ def late_images(
     key-object selections, reports) carry no (0028,0010) Rows and are not
     counted.
     """
-    from fetlock.reporting.models import Report, ReportStatus
+    from fetlock.reporting.models import Report, ReportKind, ReportStatus
 
+    # Reports signed in Fetlock only: an outside report's time is when it was
+    # received, and no addendum can follow it.
     signed = select(
         Report.study_id, func.max(Report.signed_at).label("signed_at")
-    ).where(Report.status == ReportStatus.FINAL, Report.signed_at.is_not(None))
+    ).where(
+        Report.status == ReportStatus.FINAL,
+        Report.signed_at.is_not(None),
+        Report.kind != ReportKind.EXTERNAL,
+    )
     if study_ids is not None:
         signed = signed.where(Report.study_id.in_(study_ids))
     last_signed = signed.group_by(Report.study_id).subquery()

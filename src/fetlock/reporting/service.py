@@ -466,7 +466,7 @@ def open_or_create_report(
     existing = open_report_for_study(db_session, study_id)
     if existing is not None:
         return existing
-    final = _current_final(db_session, study_id)
+    final = _current_final(db_session, study_id, outside=False)
     if final is not None:
         return start_follow_up(db_session, actor, user, final.id, ReportKind.ADDENDUM)
     return create_report(db_session, actor, user, study_id)
@@ -479,14 +479,23 @@ def _next_version(db_session: Session, study_id: int) -> int:
     return int(latest or 0) + 1
 
 
-def _current_final(db_session: Session, study_id: int) -> Report | None:
+def _current_final(
+    db_session: Session, study_id: int, *, outside: bool = True
+) -> Report | None:
+    """Return the study's newest signed report, not an addendum.
+
+    ``outside=False`` leaves out reports received from elsewhere.
+    """
+    kinds = (
+        [ReportKind.ADDENDUM] if outside else [ReportKind.ADDENDUM, ReportKind.EXTERNAL]
+    )
     return db_session.execute(
         select(Report)
         .where(
             Report.study_id == study_id,
             Report.status == ReportStatus.FINAL,
             Report.superseded_by_id.is_(None),
-            Report.kind != ReportKind.ADDENDUM,
+            Report.kind.not_in(kinds),
         )
         .order_by(Report.version.desc())
         .limit(1)
