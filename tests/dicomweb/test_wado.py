@@ -373,6 +373,30 @@ class TestThumbnails:
         second = get(archive, instance_path(instance) + "/thumbnail")
         assert second.content == first.content
 
+    def test_codec_process_failure_is_503_naming_instance(
+        self, archive: Archive, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from fetlock.jobs import codec_process
+
+        def died(function: object, *args: object, **kwargs: object) -> object:
+            raise codec_process.CodecProcessDied(
+                "the image codec process ended twice during render_frame"
+            )
+
+        from fetlock.imaging.jobs import thumbnail_blob_key
+
+        monkeypatch.setattr(codec_process, "run", died)
+        study = archive.studies[0]
+        instance = study.by_source("MR_small.dcm")
+        archive.blobs.delete(thumbnail_blob_key(study.study_uid, instance.sop_uid))
+
+        for resource in ("/rendered", "/frames/1/rendered", "/thumbnail"):
+            response = get(archive, instance_path(instance) + resource)
+            assert response.status_code == 503, resource
+            body = response.json()
+            assert instance.sop_uid in body["detail"]
+            assert "retry later" in body["detail"]
+
 
 class TestCors:
     def test_allowed_origin_gets_headers(self, archive: Archive) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,6 +52,47 @@ def test_disabled_runs_in_this_process(codecs: None) -> None:
     finally:
         codec_process.start(enabled=True)
     assert codec_process.run(os.getpid) != os.getpid()
+
+
+def _sleep_then_exit(seconds: float) -> None:
+    time.sleep(seconds)
+    os._exit(70)
+
+
+def test_call_queued_behind_a_crash_is_retried(codecs: None) -> None:
+    crashed: list[BaseException] = []
+
+    def crash() -> None:
+        try:
+            codec_process.run(_sleep_then_exit, 0.5)
+        except codec_process.CodecProcessDied as exc:
+            crashed.append(exc)
+
+    first = codec_process.run(os.getpid)
+    crasher = threading.Thread(target=crash)
+    crasher.start()
+    time.sleep(0.2)
+
+    # Queued while the crashing call runs; the crash fails it too, then the
+    # retry runs it in a new child.
+    survivor = codec_process.run(os.getpid)
+    crasher.join(30)
+
+    assert survivor != first
+    assert len(crashed) == 1
+
+
+def test_stuck_call_ends_the_child(
+    codecs: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(codec_process, "CALL_TIMEOUT_S", 0.5)
+    first = codec_process.run(os.getpid)
+
+    with pytest.raises(codec_process.CodecProcessDied, match="more than"):
+        codec_process.run(time.sleep, 30)
+
+    assert codec_process.run(os.getpid) != first
+    assert not _running(first)
 
 
 def _running(pid: int) -> bool:

@@ -53,7 +53,7 @@ from fetlock.imaging.study_models import Instance
 from fetlock.jobs import codec_process
 from fetlock.storage import BlobStore, get_blob_store
 from fetlock.web.deps import get_database, get_db_session, get_settings
-from fetlock.web.errors import DomainError, NotFound
+from fetlock.web.errors import DomainError, NotFound, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -710,6 +710,18 @@ def _render(
             field="SOPInstanceUID",
             value=row.sop_instance_uid,
         ) from exc
+    except codec_process.CodecProcessDied as exc:
+        raise _codec_failed(row, exc) from exc
+
+
+def _codec_failed(row: Instance, exc: Exception) -> ServiceUnavailable:
+    logger.warning("rendering instance %s failed: %s", row.sop_instance_uid, exc)
+    return ServiceUnavailable(
+        f"instance {row.sop_instance_uid} could not be rendered: {exc}; retry "
+        "later, or open it in the viewer",
+        field="SOPInstanceUID",
+        value=row.sop_instance_uid,
+    )
 
 
 def _rendered_parts(
@@ -831,7 +843,10 @@ def _thumbnail(
             return _image_response(stream.read(), fmt)
     path = blobs.local_path(row.blob_key)
     if path is not None:
-        data = codec_process.run(render_thumbnail, path, size or THUMBNAIL_SIZE)
+        try:
+            data = codec_process.run(render_thumbnail, path, size or THUMBNAIL_SIZE)
+        except codec_process.CodecProcessDied as exc:
+            raise _codec_failed(row, exc) from exc
     else:
         with blobs.open(row.blob_key) as stream:
             data = render_thumbnail(stream, size or THUMBNAIL_SIZE)

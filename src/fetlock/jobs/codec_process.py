@@ -19,8 +19,9 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import ParamSpec, TypeVar
 
@@ -28,6 +29,11 @@ logger = logging.getLogger(__name__)
 
 # A new child after this many calls returns what the codecs allocated.
 CALLS_PER_CHILD = 500
+# Seconds one call may run before the child is presumed stuck and ended. The
+# slowest real file measured took 5.5 s (docs/benchmarks.md).
+CALL_TIMEOUT_S = 120.0
+# Seconds between checks whether a queued call has started.
+_QUEUED_POLL_S = 0.05
 # Modules the child imports as soon as it starts, so that the first job after
 # a start pays no import time.
 _PRELOAD = ("fetlock.imaging.rendering", "fetlock.dicomweb.wado")
@@ -60,19 +66,50 @@ def run(function: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
     """Call ``function(*args, **kwargs)`` in the child and return its result.
 
     ``function`` must be a module-level function, and its arguments and result
-    picklable. Exceptions it raises are raised here.
+    picklable. Exceptions it raises are raised here. When the child dies, every
+    call it had queued fails with it, so a call is made once more in a new
+    child: only a call that ends that one too raises ``CodecProcessDied``.
+    A call still running after ``CALL_TIMEOUT_S`` ends the child.
     """
     if not _enabled:
         return function(*args, **kwargs)
-    pool = _get_pool()
-    try:
-        return pool.submit(function, *args, **kwargs).result()
-    except BrokenProcessPool as exc:
-        _discard(pool)
-        raise CodecProcessDied(
-            f"the image codec process ended during {function.__qualname__}; the "
-            "image may be damaged. The job is retried, in a new process."
-        ) from exc
+    for attempt in (1, 2):
+        pool = _get_pool()
+        try:
+            return _result(pool.submit(function, *args, **kwargs))
+        except BrokenProcessPool as exc:
+            _discard(pool)
+            if attempt == 2:
+                raise CodecProcessDied(
+                    f"the image codec process ended twice during "
+                    f"{function.__qualname__}; the image may be damaged"
+                ) from exc
+        except TimeoutError as exc:
+            _discard(pool, kill=True)
+            raise CodecProcessDied(
+                f"{function.__qualname__} ran for more than {CALL_TIMEOUT_S:.0f} s "
+                "in the image codec process, which was ended; the image may be "
+                "damaged"
+            ) from exc
+    raise AssertionError("unreachable")
+
+
+def _result(future: Future[R]) -> R:
+    """Wait for ``future``, allowing ``CALL_TIMEOUT_S`` from when it starts.
+
+    Time spent queued behind other calls does not count.
+    """
+    deadline: float | None = None
+    while True:
+        try:
+            return future.result(timeout=_QUEUED_POLL_S if deadline is None else 1.0)
+        except TimeoutError:
+            now = time.monotonic()
+            if deadline is None:
+                if future.running():
+                    deadline = now + CALL_TIMEOUT_S
+            elif now >= deadline:
+                raise
 
 
 def stop() -> None:
@@ -100,13 +137,19 @@ def _get_pool() -> ProcessPoolExecutor:
         return _pool
 
 
-def _discard(pool: ProcessPoolExecutor) -> None:
+def _discard(pool: ProcessPoolExecutor, *, kill: bool = False) -> None:
     global _pool
     with _lock:
-        if _pool is pool:
-            _pool = None
+        if _pool is not pool:
+            return  # Another thread has discarded it already.
+        _pool = None
+    if kill:
+        # NOTE: ProcessPoolExecutor offers no way to end a busy worker; its
+        # private ``_processes`` map is read here.
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.kill()
     pool.shutdown(wait=False, cancel_futures=True)
-    logger.warning("the image codec process died; the next image job starts another")
+    logger.warning("the image codec process was ended; the next call starts another")
 
 
 def _init_child(level: int) -> None:

@@ -43,6 +43,12 @@ class Conflict(DomainError):
     status_code = 409
 
 
+class ServiceUnavailable(DomainError):
+    """A server part failed for now; the same request may succeed later."""
+
+    status_code = 503
+
+
 # Maximum length of a value echoed back in an error, and of a message. A
 # request may carry megabytes in one field; the error names it without
 # repeating it all.
