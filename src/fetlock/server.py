@@ -47,25 +47,83 @@ class SetupError(RuntimeError):
     """A setting or database that stops Fetlock from starting, with the fix."""
 
 
+def open_database(settings: Settings) -> Database:
+    """Return the configured database once it has this Fetlock's tables.
+
+    Raises ``SetupError`` naming the fix for a URL that cannot be used, a
+    server that cannot be reached, or a schema that is missing or out of date.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        database = Database(settings.effective_database_url)
+    except SQLAlchemyError as exc:
+        raise SetupError(
+            f"FETLOCK_DATABASE_URL is not a database URL Fetlock can use ({exc}); "
+            "use sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/NAME"
+        ) from exc
+    try:
+        check_database(database)
+    except SetupError:
+        database.dispose()
+        raise
+    return database
+
+
 def check_database(database: Database) -> None:
     """Raise ``SetupError`` unless the database has this Fetlock's tables."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from fetlock.db.migrate import schema_problem
 
-    problem = schema_problem(database)
+    where = database.url.render_as_string(hide_password=True)
+    try:
+        problem = schema_problem(database)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise SetupError(
+            f"cannot open the database {where} ({reason}); check "
+            "FETLOCK_DATABASE_URL and that the database server is running"
+        ) from exc
     if problem is not None:
-        where = database.url.render_as_string(hide_password=True)
         raise SetupError(f"the database {where} {problem}")
+
+
+def check_listeners(settings: Settings) -> None:
+    """Raise ``SetupError`` if ``serve`` could not listen where configured."""
+    ports = [("FETLOCK_HTTP_PORT", settings.http_host, settings.http_port)]
+    if settings.dicom_enabled:
+        ports.append(("FETLOCK_DICOM_PORT", settings.dicom_host, settings.dicom_port))
+    for setting, _host, port in ports:
+        if not 0 <= port <= 65535:
+            raise SetupError(f"{setting} {port} is not a TCP port; use 1 to 65535")
+    if len(ports) == 2 and ports[0][2] == ports[1][2] != 0:
+        raise SetupError(
+            f"FETLOCK_HTTP_PORT and FETLOCK_DICOM_PORT are both {ports[0][2]}; "
+            "give each listener its own port"
+        )
+    for setting, host, port in ports:
+        check_port_free(host, port, setting)
 
 
 def check_port_free(host: str, port: int, setting: str) -> None:
     """Raise ``SetupError`` if ``host``:``port`` cannot be listened on."""
     if port == 0:
         return
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM
+        )[0]
+    except socket.gaierror as exc:
+        raise SetupError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); set the host to an "
+            "address of this machine, such as 127.0.0.1"
+        ) from exc
+    with socket.socket(family, kind, proto) as probe:
         # As the listeners do, so that a port left in TIME_WAIT counts as free.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind((host, port))
+            probe.bind(address)
         except OSError as exc:
             raise SetupError(
                 f"cannot listen on {host}:{port} ({exc.strerror}); stop the program "
@@ -103,14 +161,9 @@ def run_server(settings: Settings) -> None:
 
     logger.info("Fetlock %s starting", __version__)
     logger.info("effective settings: %s", settings.masked())
-    database = Database(settings.effective_database_url)
+    database = open_database(settings)
     try:
-        check_database(database)
-        check_port_free(settings.http_host, settings.http_port, "FETLOCK_HTTP_PORT")
-        if settings.dicom_enabled:
-            check_port_free(
-                settings.dicom_host, settings.dicom_port, "FETLOCK_DICOM_PORT"
-            )
+        check_listeners(settings)
     except SetupError:
         database.dispose()
         raise
@@ -137,7 +190,9 @@ def run_server(settings: Settings) -> None:
             access_log=False,
         )
     finally:
-        for service in reversed(started):
+        # In start order: the DICOM service first, so that no more images
+        # arrive while the job worker finishes its job.
+        for service in started:
             service.stop()
             logger.info("stopped %s", service.name)
         database.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -206,6 +207,41 @@ def test_settled_study_gets_its_jpeg_ls_copies_made(
     ((_type, stored_body),) = _parts(stored_form)
     frame = pydicom.encaps.get_frame(stored["j2k"].PixelData, 0, number_of_frames=1)
     assert stored_body == frame
+
+
+def test_stopping_worker_puts_viewer_frames_back(
+    stored, settings: Settings, database: Database
+) -> None:
+    from sqlalchemy import select
+
+    from fetlock.dicomweb.wado import jpeg_ls_frame_key
+    from fetlock.imaging.jobs import prepare_viewer_frames
+    from fetlock.jobs.models import Job
+    from fetlock.jobs.registry import JobContext
+
+    blobs = _blobs(settings)
+    study_id, key = _instance_key(database, stored["native"])
+    blobs.delete(jpeg_ls_frame_key(key, 1))
+    with database.session() as db_session:
+        context = JobContext(
+            db_session=db_session,
+            database=database,
+            settings=settings,
+            blobs=blobs,
+            job_id=0,
+            attempt=1,
+            stopping=lambda: True,
+        )
+        prepare_viewer_frames(context, study_id=study_id)
+
+    assert not blobs.exists(jpeg_ls_frame_key(key, 1))
+    with database.session() as db_session:
+        queued = (
+            db_session.execute(select(Job.args_json).where(Job.name == "viewer_frames"))
+            .scalars()
+            .all()
+        )
+    assert {"study_id": study_id} in [json.loads(args) for args in queued]
 
 
 @pytest.mark.parametrize(

@@ -135,6 +135,11 @@ def prepare_viewer_frames(ctx: JobContext, *, study_id: int) -> None:
         ).all()
     prepared = 0
     for blob_key, syntax in candidates:
+        if ctx.stopping():
+            # Copies already kept are skipped when the job runs again.
+            enqueue(ctx.db_session, "viewer_frames", study_id=study_id)
+            logger.info("Fetlock is stopping; study %d's copies resume later", study_id)
+            break
         if ctx.blobs.exists(wado.jpeg_ls_frame_key(blob_key, 1)):
             continue
         try:
@@ -143,8 +148,8 @@ def prepare_viewer_frames(ctx: JobContext, *, study_id: int) -> None:
             )
         except Exception:
             # Pixel data that does not match its header, or a codec that
-            # crashed on it. The viewer gets the error when it requests this
-            # frame, and the other images go on.
+            # crashed on it twice. The viewer gets the error when it requests
+            # this frame, and the other images go on.
             logger.warning(
                 "no JPEG-LS copy of %s in study %d", blob_key, study_id, exc_info=True
             )

@@ -52,6 +52,9 @@ class JobContext:
     blobs: BlobStore
     job_id: int
     attempt: int
+    # True once the worker is asked to stop: a long job may put itself back in
+    # the queue and return, so that Fetlock stops without waiting for it.
+    stopping: Callable[[], bool] = lambda: False
 
 
 JobFunction = Callable[..., None]

@@ -199,6 +199,7 @@ class Worker:
                     blobs=self.blobs,
                     job_id=job_id,
                     attempt=attempt,
+                    stopping=self._stop.is_set,
                 )
                 spec.function(context, **args)
                 db_session.execute(
