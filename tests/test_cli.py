@@ -324,3 +324,40 @@ class TestSetupErrors:
         assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
         assert setting in result.stderr
         assert "Traceback" not in result.stderr
+
+    @pytest.mark.parametrize(
+        ("extra", "expected"),
+        [
+            (
+                {"FETLOCK_HTTP_PORT": "70000"},
+                "FETLOCK_HTTP_PORT 70000 is not a TCP port",
+            ),
+            (
+                {"FETLOCK_HTTP_PORT": "18555", "FETLOCK_DICOM_PORT": "18555"},
+                "are both 18555",
+            ),
+            ({"FETLOCK_DATABASE_URL": "bogus://x"}, "is not a database URL"),
+            (
+                {"FETLOCK_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/x"},
+                "cannot open the database",
+            ),
+        ],
+    )
+    def test_serve_with_unusable_setting(
+        self, tmp_path: Path, extra: dict[str, str], expected: str
+    ) -> None:
+        env = self._env(tmp_path)
+        assert self._run(env, "db", "upgrade").returncode == 0
+
+        result = self._run({**env, **extra}, "serve")
+
+        assert result.returncode == 1
+        assert expected in result.stderr
+        assert "Traceback" not in result.stderr
+
+    def test_import_on_empty_database(self, tmp_path: Path) -> None:
+        result = self._run(self._env(tmp_path), "import", str(tmp_path))
+
+        assert result.returncode == 2
+        assert "has no Fetlock tables" in result.stderr
+        assert "Traceback" not in result.stderr

@@ -33,16 +33,13 @@ app.add_typer(audit_app, name="audit")
 
 
 def _database(settings: Settings) -> Database:
-    from fetlock.server import SetupError, check_database
+    from fetlock.server import SetupError, open_database
 
-    database = Database(settings.effective_database_url)
     try:
-        check_database(database)
+        return open_database(settings)
     except SetupError as exc:
-        database.dispose()
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    return database
 
 
 @app.callback()

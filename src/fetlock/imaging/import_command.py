@@ -10,7 +10,6 @@ import typer
 
 from fetlock.audit.service import Actor
 from fetlock.config import Settings
-from fetlock.db.session import Database
 from fetlock.imaging.folder_import import find_candidates, import_path
 from fetlock.storage import get_blob_store
 
@@ -26,7 +25,13 @@ def run_import(settings: Settings, path: Path) -> int:
             err=True,
         )
         return 2
-    database = Database(settings.effective_database_url)
+    from fetlock.server import SetupError, open_database
+
+    try:
+        database = open_database(settings)
+    except SetupError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return 2
     actor = Actor(name=f"import:{getpass.getuser()}")
     started = time.monotonic()
     try:
