@@ -3,10 +3,10 @@
 The image codecs hold the GIL while they run: OpenJPEG took 2 s to decode one
 3072 x 3072 lossless JPEG 2000 frame of 12-bit noise here, and CharLS 0.4 s
 to encode it as JPEG-LS. Run in the ``fetlock serve`` process, that time is
-taken from every DICOM association and web request, so jobs that render
-thumbnails or keep JPEG-LS copies, and the DICOMweb rendered and thumbnail
-resources, call ``run`` instead, which does the work in one long-lived child
-process (``bench/codec_stall_bench.py``). A codec that
+taken from every DICOM association and web request. So the jobs that render
+thumbnails or keep JPEG-LS copies call ``run`` instead, and so do the DICOMweb
+rendered and thumbnail resources. ``run`` does the work in one long-lived
+child process (``bench/codec_stall_bench.py``). A codec that
 crashes on a damaged file ends only the child: the call raises
 ``CodecProcessDied``, the job is retried later, and the next call starts a new
 child.
