@@ -13,7 +13,7 @@ import pytest
 import typer.main
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, text
+from sqlalchemy import create_engine, func, select, text
 from typer.testing import CliRunner
 
 from fetlock.audit.models import AuditEvent
@@ -360,4 +360,24 @@ class TestSetupErrors:
 
         assert result.returncode == 2
         assert "has no Fetlock tables" in result.stderr
+        assert "Traceback" not in result.stderr
+
+    def test_upgrade_of_newer_database_names_the_cause(self, tmp_path: Path) -> None:
+        env = self._env(tmp_path)
+        assert self._run(env, "db", "upgrade").returncode == 0
+        engine = create_engine(env["FETLOCK_DATABASE_URL"])
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "UPDATE alembic_version SET version_num = '9999_future' "
+                    "WHERE version_num = '0005'"
+                )
+            )
+        engine.dispose()
+
+        result = self._run(env, "db", "upgrade")
+
+        assert result.returncode == 1
+        assert "9999_future" in result.stderr
+        assert "newer Fetlock" in result.stderr
         assert "Traceback" not in result.stderr

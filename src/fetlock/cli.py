@@ -57,13 +57,38 @@ def version() -> None:
     typer.echo(__version__)
 
 
+def _upgrade(settings: Settings) -> None:
+    """Apply pending migrations, or exit 1 naming why they cannot be."""
+    from alembic.util.exc import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from fetlock.db.migrate import upgrade
+
+    url = settings.effective_database_url
+    try:
+        upgrade(url)
+    except (CommandError, SQLAlchemyError) as exc:
+        where = _mask(url)
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        typer.echo(
+            f"error: cannot upgrade the database {where} ({reason}); check "
+            "FETLOCK_DATABASE_URL, and that the database was not set up by a "
+            "newer Fetlock",
+            err=True,
+        )
+        raise typer.Exit(1) from exc
+
+
+def _mask(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply every pending migration to the configured database."""
-    from fetlock.db.migrate import upgrade
-
-    settings = get_settings()
-    upgrade(settings.effective_database_url)
+    _upgrade(get_settings())
     typer.echo("database is up to date")
 
 
@@ -114,12 +139,11 @@ def demo(
     ] = "fetlock-demo",
 ) -> None:
     """Seed the demo practice (staff, owners, 40 horses); skip if already seeded."""
-    from fetlock.db.migrate import upgrade
     from fetlock.demo import seed_demo
     from fetlock.server import seed_reference_data
 
     settings = get_settings()
-    upgrade(settings.effective_database_url)
+    _upgrade(settings)
     database = _database(settings)
     seed_reference_data(database)
     with database.session() as db_session:
