@@ -76,7 +76,16 @@ def run(function: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
     for attempt in (1, 2):
         pool = _get_pool()
         try:
-            return _result(pool.submit(function, *args, **kwargs))
+            future = pool.submit(function, *args, **kwargs)
+        except BrokenProcessPool:
+            _discard(pool)
+            continue  # The child died before this call; nothing of it ran.
+        except RuntimeError:
+            if _pool is None or _pool is pool:
+                raise  # Shut down by stop() or at interpreter exit.
+            continue  # Discarded by another thread's call meanwhile.
+        try:
+            return _result(future)
         except BrokenProcessPool as exc:
             _discard(pool)
             if attempt == 2:
@@ -91,13 +100,18 @@ def run(function: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
                 "in the image codec process, which was ended; the image may be "
                 "damaged"
             ) from exc
-    raise AssertionError("unreachable")
+    raise CodecProcessDied(
+        f"the image codec process could not take {function.__qualname__}: it "
+        "ended twice before the call was made"
+    )
 
 
 def _result(future: Future[R]) -> R:
     """Wait for ``future``, allowing ``CALL_TIMEOUT_S`` from when it starts.
 
-    Time spent queued behind other calls does not count.
+    The pool marks a call running when it passes it to the child, which then
+    holds at most one call behind the one it runs; time queued before that
+    does not count.
     """
     deadline: float | None = None
     while True:
