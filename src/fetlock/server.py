@@ -14,8 +14,12 @@ from fetlock import __version__
 from fetlock.config import Settings
 from fetlock.db.base import lock_for_seeding
 from fetlock.db.session import Database
+from fetlock.jobs import codec_process
 
 logger = logging.getLogger(__name__)
+
+# Seconds the web listener waits for requests in progress when it stops.
+HTTP_STOP_GRACE_S = 10
 
 
 class BackgroundService(Protocol):
@@ -179,15 +183,19 @@ def run_server(settings: Settings) -> None:
             logger.info("started %s", service.name)
 
         app = create_app(settings, database)
+        host = settings.http_host
         logger.info(
-            "web listener on http://%s:%d", settings.http_host, settings.http_port
+            "web listener on http://%s:%d",
+            f"[{host}]" if ":" in host else host,
+            settings.http_port,
         )
         uvicorn.run(
             app,
-            host=settings.http_host,
+            host=host,
             port=settings.http_port,
             log_level="warning",
             access_log=False,
+            timeout_graceful_shutdown=HTTP_STOP_GRACE_S,
         )
     finally:
         # In start order: the DICOM service first, so that no more images
@@ -195,5 +203,7 @@ def run_server(settings: Settings) -> None:
         for service in started:
             service.stop()
             logger.info("stopped %s", service.name)
+        # Ends a codec call still running for a request that uvicorn gave up on.
+        codec_process.stop()
         database.dispose()
         logger.info("Fetlock stopped")

@@ -95,6 +95,32 @@ def test_stuck_call_ends_the_child(
     assert not _running(first)
 
 
+def test_stop_ends_a_call_in_progress(codecs: None) -> None:
+    child = codec_process.run(os.getpid)
+    interrupted: list[BaseException] = []
+
+    def stuck() -> None:
+        try:
+            codec_process.run(time.sleep, 60)
+        except codec_process.CodecProcessDied as exc:
+            interrupted.append(exc)
+
+    caller = threading.Thread(target=stuck)
+    caller.start()
+    time.sleep(0.5)
+
+    codec_process.stop()
+    caller.join(10)
+
+    assert not caller.is_alive(), "the call still waits for the stopped child"
+    assert len(interrupted) == 1
+    assert "stopped" in str(interrupted[0])
+    deadline = time.monotonic() + 5
+    while _running(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(child)
+
+
 def _running(pid: int) -> bool:
     try:
         status = Path(f"/proc/{pid}/status").read_text()

@@ -44,6 +44,8 @@ R = TypeVar("R")
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
 _enabled = True
+# Counts stop() calls, so that a call interrupted by one is not retried.
+_generation = 0
 
 
 class CodecProcessDied(RuntimeError):
@@ -73,6 +75,7 @@ def run(function: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
     """
     if not _enabled:
         return function(*args, **kwargs)
+    generation = _generation
     for attempt in (1, 2):
         pool = _get_pool()
         try:
@@ -87,6 +90,11 @@ def run(function: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return _result(future)
         except BrokenProcessPool as exc:
+            if generation != _generation:
+                raise CodecProcessDied(
+                    f"{function.__qualname__} was interrupted: the image codec "
+                    "process was stopped"
+                ) from exc
             _discard(pool)
             if attempt == 2:
                 raise CodecProcessDied(
@@ -127,12 +135,17 @@ def _result(future: Future[R]) -> R:
 
 
 def stop() -> None:
-    """End the child process; the next ``run`` starts another."""
+    """End the child process at once; the next ``run`` starts another.
+
+    Calls in progress raise ``CodecProcessDied`` instead of being retried.
+    """
+    global _pool, _generation
     with _lock:
-        global _pool
         pool, _pool = _pool, None
+        _generation += 1
     if pool is not None:
-        pool.shutdown(wait=True, cancel_futures=True)
+        _kill_children(pool)
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _get_pool() -> ProcessPoolExecutor:
@@ -158,12 +171,16 @@ def _discard(pool: ProcessPoolExecutor, *, kill: bool = False) -> None:
             return  # Another thread has discarded it already.
         _pool = None
     if kill:
-        # NOTE: ProcessPoolExecutor offers no way to end a busy worker; its
-        # private ``_processes`` map is read here.
-        for process in list(getattr(pool, "_processes", {}).values()):
-            process.kill()
+        _kill_children(pool)
     pool.shutdown(wait=False, cancel_futures=True)
     logger.warning("the image codec process was ended; the next call starts another")
+
+
+def _kill_children(pool: ProcessPoolExecutor) -> None:
+    # NOTE: ProcessPoolExecutor offers no way to end a busy worker; its
+    # private ``_processes`` map is read here.
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.kill()
 
 
 def _init_child(level: int) -> None:
