@@ -99,7 +99,8 @@ def run(function: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
             if attempt == 2:
                 raise CodecProcessDied(
                     f"the image codec process ended twice during "
-                    f"{function.__qualname__}; the image may be damaged"
+                    f"{function.__qualname__}; the image may be damaged, or the "
+                    "process was killed"
                 ) from exc
         except TimeoutError as exc:
             _discard(pool, kill=True)
