@@ -285,7 +285,7 @@ function paletteTable(ds: DicomJson, [colour, descriptorTag, dataTag, segmentedT
 
 /**
  * Return an instance's metadata in the form Cornerstone's WADO-RS loader
- * needs, or say why the viewer cannot draw the image.
+ * needs, or the reason the viewer cannot draw the image.
  *
  * The loader (@cornerstonejs/dicom-image-loader 4.22) reads values from
  * `Value` only and takes two things for granted. When either is missing it

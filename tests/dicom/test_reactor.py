@@ -232,7 +232,7 @@ def test_stop_finishes_store_in_progress(
     real_store = storage.store_instance
 
     def slow_store(*args: Any, **kwargs: Any) -> Any:
-        # Holds the object in the handler while the service is told to stop.
+        # Keeps the object in the handler while the service stops.
         storing.set()
         time.sleep(1.0)
         return real_store(*args, **kwargs)

@@ -451,8 +451,8 @@ def test_phone_touch_pinch_pan_and_window(
     pan = page.get_by_role("button", name="Pan")
     pan.tap()
     # Chromium turns the tap into a click only after the renderer has handled
-    # the touchend; under load a gesture sent straight away can reach the
-    # canvas first and still drive the window tool.
+    # the touchend. Under load, a gesture sent at once can reach the canvas
+    # first and still drive the window tool.
     expect(pan).to_have_attribute("aria-pressed", "true")
     x0, y0 = page.evaluate("p => window.fetlockViewer.imageToPage(0, p)", [700, 600])
     gesture(page, [[(cx + 5 * i, cy) for i in range(10)]])

@@ -4,7 +4,7 @@ segmented palette tables.
 
 The images are real files (``deid-data``'s cat radiograph, pydicom's
 ultrasound test images), given new UIDs and the demo horse Blaze's
-identifiers, stored into the live server and attached to Blaze; one palette
+identifiers, stored into the live server and attached to Blaze. One palette
 image has its tables removed, for the error the viewer shows instead. Each
 opens in a study of its own, as it would when it arrives alone.
 """

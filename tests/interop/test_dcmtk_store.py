@@ -471,6 +471,14 @@ def serve(
     process.stop()
 
 
+def _partly_received(staging: Path, sent: Path) -> bool:
+    """True while less than half of ``sent`` has arrived in a C-STORE file."""
+    return any(
+        0 < path.stat().st_size < sent.stat().st_size // 2
+        for path in staging.glob("c-store-*.dcm")
+    )
+
+
 def _wait_for(predicate, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -495,13 +503,7 @@ def test_sigkill_mid_transfer_then_retry_succeeds_and_no_job_is_lost(
         env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
 
-    def partly_received() -> bool:
-        return any(
-            0 < p.stat().st_size < big.stat().st_size // 2
-            for p in staging.glob("c-store-*.dcm")
-        )
-
-    _wait_for(partly_received, 30, "the transfer to start")
+    _wait_for(lambda: _partly_received(staging, big), 30, "the transfer to start")
     serve.kill()
     sender.wait(60)
 
@@ -554,13 +556,7 @@ def test_killed_modality_leaves_no_partial_file(
         env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
 
-    def partly_received() -> bool:
-        return any(
-            0 < p.stat().st_size < big.stat().st_size // 2
-            for p in staging.glob("c-store-*.dcm")
-        )
-
-    _wait_for(partly_received, 30, "the transfer to start")
+    _wait_for(lambda: _partly_received(staging, big), 30, "the transfer to start")
     # The modality loses power: its connection drops without an A-ABORT.
     sender.kill()
     sender.wait(30)

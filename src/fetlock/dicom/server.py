@@ -246,8 +246,8 @@ class DicomService:
 
         A request being handled (an object being stored) is finished first,
         for up to ``STOP_HANDLER_WAIT_S``, so that what is stored is also
-        acknowledged. A peer whose association is aborted gets an A-ABORT,
-        or sees the connection close while it is still sending.
+        acknowledged. A peer whose association is aborted receives an
+        A-ABORT, or a closed connection if it is still sending.
         """
         server, self._server = self._server, None
         if server is None:

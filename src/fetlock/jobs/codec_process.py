@@ -118,9 +118,9 @@ def run(function: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
 def _result(future: Future[R]) -> R:
     """Wait for ``future``, allowing ``CALL_TIMEOUT_S`` from when it starts.
 
-    The pool marks a call running when it passes it to the child, which then
-    holds at most one call behind the one it runs; time queued before that
-    does not count.
+    The pool marks a call running when it passes it to the child. The child
+    queues at most one call behind the one it runs, and time queued before
+    that does not count.
     """
     deadline: float | None = None
     while True:
@@ -188,7 +188,7 @@ def _init_child(level: int) -> None:
     from fetlock.logs import configure_logging
 
     configure_logging(logging.getLevelName(level))
-    # A pool's child waits on a queue whose writing end it holds itself, so
+    # A pool's child waits on a queue whose writing end it also has open, so
     # it would outlive a parent killed with SIGKILL. Watch the parent instead.
     parent = multiprocessing.parent_process()
     if parent is not None:
